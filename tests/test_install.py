@@ -1,7 +1,5 @@
 """Install smoke tests: the package imports cleanly, its console script is on PATH, the README is current."""
-import os, shutil, subprocess, sys
-from pathlib import Path
-import pytest
+import subprocess, sys
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT/'tools'))
