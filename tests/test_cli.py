@@ -1,0 +1,110 @@
+"""The `iwildcam-nb` command line end to end, as a user runs it: real subprocesses, real files."""
+import json, shutil, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+
+def iwn(*args, cwd=None):
+    "Run the installed console script; return the CompletedProcess."
+    exe = shutil.which('iwildcam-nb') or str(Path(sys.executable).parent/'iwildcam-nb')
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    "A tiny embedded data set made by the CLI itself."
+    d = tmp_path_factory.mktemp('tiny')/'data'
+    r = iwn('sample', d, '--seed', 3, '--width', 64, '--height', 48, '--seqs_per_location', 2)
+    assert r.returncode == 0, r.stderr
+    return d
+
+def test_help_lists_commands():
+    r = iwn('--help')
+    assert r.returncode == 0
+    for c in ('sample', 'demo', 'resize', 'crops'): assert c in r.stdout
+
+def test_crops_requires_its_paths():
+    r = iwn('crops', '--images', '.')
+    assert r.returncode == 2 and '--detections' in r.stderr
+
+def test_unknown_command():
+    r = iwn('frobnicate')
+    assert r.returncode == 2 and "unknown command 'frobnicate'" in r.stderr
+
+def test_cli_does_not_import_torch():
+    code = "import sys, iwildcam_nb.cli; print('torch' in sys.modules, 'fastai' in sys.modules)"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ['False', 'False']
+
+def test_sample_writes_iwildcam_layout(tiny):
+    for f in ('metadata/iwildcam2021_train_annotations.json', 'metadata/iwildcam2021_test_information.json',
+              'metadata/iwildcam2021_megadetector_results.json'):
+        assert json.loads((tiny/f).read_text())['images'], f
+    assert list((tiny/'train').glob('*.jpg')) and list((tiny/'test').glob('*.jpg'))
+
+def test_resize_then_rerun_skips(tiny, tmp_path):
+    r = iwn('resize', tiny/'train', tmp_path/'r', '--size', 32, '--quiet', '--workers', 2)
+    assert r.returncode == 0, r.stderr
+    n = len(list((tiny/'train').glob('*.jpg')))
+    assert f'{n} done' in r.stdout
+    assert len(list((tmp_path/'r').glob('*.jpg'))) == n
+    r = iwn('resize', tiny/'train', tmp_path/'r', '--size', 32, '--quiet')
+    assert f'{n} skipped' in r.stdout
+
+def test_resize_from_coco_list(tiny, tmp_path):
+    coco = tiny/'metadata/iwildcam2021_test_information.json'
+    r = iwn('resize', tiny/'test', tmp_path/'r', '--size', 32, '--coco', coco, '--quiet', '--workers', 1)
+    assert r.returncode == 0, r.stderr
+    names = {im['file_name'] for im in json.loads(coco.read_text())['images']}
+    assert {p.name for p in (tmp_path/'r').glob('*.jpg')} == names
+
+def test_crops_table(tiny, tmp_path):
+    r = iwn('crops', '--images', tiny/'train', '--detections', tiny/'metadata/iwildcam2021_megadetector_results.json', '--out', tmp_path/'c',
+            '--coco', tiny/'metadata/iwildcam2021_train_annotations.json', '--size', 32, '--quiet', '--workers', 1)
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(tmp_path/'c'/'crops.csv')
+    assert len(t) > 0 and (t.conf >= 0.3).all()
+    assert all((tmp_path/'c'/p).exists() or Path(p).exists() for p in t.path)
+
+def test_resize_refuses_file_name_escaping_dst(tiny, tmp_path):
+    "A file_name from somebody else's JSON that climbs out of DST is refused before anything is written."
+    src, dst = tmp_path/'src', tmp_path/'dst'
+    src.mkdir()
+    victim = tmp_path/'victim.jpg'
+    shutil.copy(next((tiny/'train').glob('*.jpg')), victim)
+    before = victim.read_bytes()
+    coco = {'images': [{'id': 'a', 'file_name': '../victim.jpg'}], 'annotations': [], 'categories': [{'id': 0, 'name': 'empty'}]}
+    (tmp_path/'evil.json').write_text(json.dumps(coco))
+    r = iwn('resize', src, dst, '--coco', tmp_path/'evil.json', '--size', 16, '--quiet', '--workers', 1)
+    assert r.returncode == 2 and r.stderr.startswith('error: ') and '../victim.jpg' in r.stderr
+    assert victim.read_bytes() == before and not list(dst.rglob('*.jpg'))
+
+def test_crop_names_stay_inside_out_dir(tiny, tmp_path):
+    "Crop files are named from image id and box index, so a hostile `file` cannot steer where a crop is written."
+    md = {'images': [{'file': '../../escape.jpg', 'detections': [{'category': '1', 'conf': 0.9, 'bbox': [0.1, 0.1, 0.5, 0.5]}]}],
+          'detection_categories': {'1': 'animal'}, 'info': {'format_version': '1.4'}}
+    (tmp_path/'md.json').write_text(json.dumps(md))
+    r = iwn('crops', '--images', tiny/'train', '--detections', tmp_path/'md.json', '--out', tmp_path/'c', '--quiet', '--workers', 1)
+    assert r.returncode == 0 and '1 failed' in r.stdout # the source image does not exist: a listed failure
+    assert 'escape.jpg' in (tmp_path/'c'/'crops_failures.csv').read_text()
+    assert not [p for p in tmp_path.rglob('*.jpg') if tmp_path/'c' not in p.parents]
+
+@pytest.mark.parametrize('content,field', [('{"images": [', 'malformed JSON'), ('{"images": [{"id": "a"}]}', 'file_name')])
+def test_bad_coco_is_one_line_error(tiny, tmp_path, content, field):
+    (tmp_path/'bad.json').write_text(content)
+    r = iwn('resize', tiny/'train', tmp_path/'r', '--coco', tmp_path/'bad.json', '--quiet')
+    assert r.returncode == 2
+    assert r.stderr.startswith('error: ') and 'bad.json' in r.stderr and field in r.stderr
+    assert 'Traceback' not in r.stderr
+
+def test_missing_detections_file(tiny, tmp_path):
+    r = iwn('crops', '--images', tiny/'train', '--detections', tmp_path/'nope.json', '--out', tmp_path/'c', '--quiet')
+    assert r.returncode == 2 and 'nope.json' in r.stderr and 'file not found' in r.stderr
+
+def test_demo_end_to_end(tmp_path):
+    r = iwn('demo', '--out', tmp_path/'demo', '--quiet')
+    assert r.returncode == 0, r.stderr
+    for word in ('images', 'sequences', 'locations', 'species', 'detections'): assert word in r.stdout
+    assert (tmp_path/'demo'/'crops'/'train'/'crops.csv').exists()
+    assert len(list((tmp_path/'demo'/'resized'/'test').glob('*.jpg'))) > 0
+    r2 = iwn('demo', '--out', tmp_path/'demo', '--quiet') # a rerun reuses the data set and the finished images
+    assert r2.returncode == 0 and 'using the data set already in' in r2.stdout and ' done' not in r2.stdout

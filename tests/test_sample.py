@@ -1,0 +1,132 @@
+"""The embedded data-set generator: determinism, layout, iWildCam 2021 fields, disjoint locations, consistent truth."""
+import json, re, shutil
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from iwildcam_nb.core import InputError
+from iwildcam_nb.sample import SAMPLE_FILES, SampleConfig, make_sample, read_sample, summarize_sample
+
+TINY = dict(n_train_locations=2, n_test_locations=1, seqs_per_location=4, max_frames=3, width=64, height=48)
+IMAGE_FIELDS = {'id': str, 'width': int, 'height': int, 'file_name': str, 'rights_holder': str, 'location': int,
+                'sub_location': int, 'datetime': str, 'seq_id': str, 'seq_num_frames': int, 'frame_num': int}
+
+def files(d):
+    "Relative path -> bytes of every file under `d`."
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(Path(d).rglob('*')) if p.is_file()}
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    return make_sample(tmp_path_factory.mktemp('tiny')/'s', seed=3, **TINY)
+
+def load(d, key): return json.loads((d/SAMPLE_FILES[key]).read_text())
+
+def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
+    a,b,c = (files(make_sample(tmp_path/n, seed=s, **TINY)) for n,s in [('a', 7), ('b', 7), ('c', 8)])
+    assert a == b
+    assert a.keys() != c.keys() # image ids depend on the seed
+    assert a[SAMPLE_FILES['boxes']] != c[SAMPLE_FILES['boxes']]
+
+def test_layout(tiny):
+    got = files(tiny)
+    assert set(SAMPLE_FILES.values()) <= set(got)
+    assert set(k.split('/')[0] for k in got) == {'train', 'test', 'metadata'}
+    for split,key in [('train', 'train'), ('test', 'test')]:
+        ims = load(tiny, key)['images']
+        assert {f'{split}/{i["file_name"]}' for i in ims} == {k for k in got if k.startswith(split+'/')}
+        for i in ims[:3]:
+            assert i['file_name'] == i['id'] + '.jpg'
+            with Image.open(tiny/split/i['file_name']) as im: assert im.size == (i['width'], i['height']) == (64, 48)
+    assert load(tiny, 'info')['seed'] == 3
+
+def test_iwildcam_2021_fields(tiny):
+    tr,te = load(tiny, 'train'), load(tiny, 'test')
+    assert set(tr) == {'images', 'annotations', 'categories'} and set(te) == {'images', 'categories'}
+    for i in tr['images'] + te['images']:
+        assert {k: type(v) for k,v in i.items()} == IMAGE_FIELDS
+        assert re.fullmatch(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}', i['datetime'])
+        assert 0 <= i['frame_num'] < i['seq_num_frames'] <= 3
+    cats = tr['categories']
+    assert cats[0] == {'id': 0, 'name': 'empty', 'count': cats[0]['count']}
+    ids = [c['id'] for c in cats]
+    assert ids != list(range(len(ids))) # non-contiguous, like the real set
+    assert sorted(a['image_id'] for a in tr['annotations']) == sorted(i['id'] for i in tr['images'])
+    assert {a['category_id'] for a in tr['annotations']} <= set(ids)
+    assert sum(c['count'] for c in cats) == len(tr['annotations'])
+    labels = load(tiny, 'test_labels')
+    assert sorted(a['image_id'] for a in labels['annotations']) == sorted(i['id'] for i in te['images'])
+
+def test_megadetector_format(tiny):
+    md = load(tiny, 'megadetector')
+    assert md['detection_categories'] == {'1': 'animal', '2': 'person'} and 'info' in md
+    n_images = len(load(tiny, 'train')['images']) + len(load(tiny, 'test')['images'])
+    assert len(md['images']) == n_images
+    for r in md['images']:
+        confs = [d['conf'] for d in r['detections']]
+        assert confs == sorted(confs, reverse=True) and r['max_detection_conf'] == (confs[0] if confs else 0)
+        for d in r['detections']:
+            x,y,w,h = d['bbox']
+            assert d['category'] in ('1', '2') and 0 < d['conf'] <= 1
+            assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 1.0001 and y + h <= 1.0001
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_train_test_locations_disjoint(tmp_path, seed):
+    out = make_sample(tmp_path/'s', seed=seed, **{**TINY, 'n_train_locations': 3, 'n_test_locations': 2})
+    tr = {i['location'] for i in load(out, 'train')['images']}
+    te = {i['location'] for i in load(out, 'test')['images']}
+    assert len(tr) == 3 and len(te) == 2 and not tr & te
+
+def test_counts_agree_with_boxes(tiny):
+    d = read_sample(tiny)
+    cnt,bx = d['counts'],d['boxes']
+    assert set(cnt.seq_id) == set(d['images'].seq_id) # every sequence has a row
+    animal = cnt[cnt.category_id > 0].set_index(['seq_id', 'category_id'])['count'].sort_index()
+    from_boxes = bx.groupby(['seq_id', 'category_id']).individual_id.nunique().sort_index()
+    assert animal.to_dict() == from_boxes.to_dict()
+    assert (cnt[cnt.category_id == 0]['count'] == 0).all()
+    assert ((bx[['x', 'y', 'w', 'h', 'visible_fraction']] >= 0).all().all() and (bx.x + bx.w <= 1.0001).all()
+            and (bx.y + bx.h <= 1.0001).all() and (bx.visible_fraction <= 1).all())
+
+def test_read_sample_goes_through_the_data_layer(tiny, tmp_path):
+    from iwildcam_nb.data import IMAGE_COLS, DET_COLS
+    d = read_sample(tiny)
+    assert d['images'].columns.tolist() == IMAGE_COLS + ['split'] and d['detections'].columns.tolist() == DET_COLS
+    assert str(d['images'].datetime.dtype).startswith('datetime64') and d['images'].datetime.notna().all()
+    assert sorted(d['labels'].image_id) == sorted(d['images'].image_id) # hidden test labels included
+    md = load(tiny, 'megadetector')
+    assert len(d['detections']) == sum(len(r['detections']) for r in md['images']) and d['detections'].file.notna().all()
+    bad = tmp_path/'bad'; shutil.copytree(tiny, bad) # a broken file is refused by the loaders, naming file and field
+    tr = load(bad, 'train'); tr['annotations'][1]['category_id'] = 999
+    (bad/SAMPLE_FILES['train']).write_text(json.dumps(tr))
+    with pytest.raises(InputError, match=r'iwildcam2021_train_annotations.json: annotations\[1\].category_id: unknown category 999'):
+        read_sample(bad)
+
+def test_night_frames_are_grayscale(tmp_path):
+    out = make_sample(tmp_path/'n', seed=0, **{**TINY, 'night_frac': 1.})
+    for i in load(out, 'train')['images'][:5]:
+        a = np.asarray(Image.open(out/'train'/i['file_name']), np.int16)
+        assert np.abs(a - a.mean(2, keepdims=True)).max() <= 2
+        assert int(i['datetime'][11:13]) < 6 or int(i['datetime'][11:13]) >= 19
+
+def test_tiny_config_is_small_and_summarized(tiny):
+    s = summarize_sample(tiny)
+    assert s.index.tolist() == ['train', 'test']
+    assert 5 <= s.images.sum() <= 40 # 12 sequences of 1-3 frames
+    assert s.locations.tolist() == [2, 1] and s.sequences.tolist() == [8, 4]
+    assert {'species', 'empty_images', 'night_images', 'individuals', 'detections'} <= set(s.columns)
+
+def test_two_species_sequence_exists(tmp_path):
+    out = make_sample(tmp_path/'t', seed=0, **{**TINY, 'two_species_frac': 1., 'empty_frac': 0.})
+    cnt = pd.read_csv(out/SAMPLE_FILES['counts'])
+    assert (cnt[cnt.category_id > 0].groupby('seq_id').size() == 2).any()
+
+def test_refuses_a_folder_with_other_files(tmp_path):
+    (tmp_path/'mine.txt').write_text('keep me')
+    with pytest.raises(InputError, match='folder holds other files'): make_sample(tmp_path, **TINY)
+    assert (tmp_path/'mine.txt').read_text() == 'keep me'
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match='unknown species'): SampleConfig(species=('agouti', 'dragon'))
+    with pytest.raises(ValueError, match='min_frames'): SampleConfig(min_frames=0)
+    with pytest.raises(ValueError, match='start'): SampleConfig(start='June')
