@@ -5,16 +5,17 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'summary', 'resize', 'crops', 'demo', 'main']
 
-# %% ../nbs/10_cli.ipynb #22110d05
+# %% ../nbs/10_cli.ipynb #08ac9d40
 import logging, sys
 from pathlib import Path
 from fastcore.script import Param, anno_parser
 from .core import InputError
 
-# %% ../nbs/10_cli.ipynb #6a71e40f
+# %% ../nbs/10_cli.ipynb #3dd65214
 def sample(out_dir:str, # folder to write the data set into (created; an earlier sample there is replaced)
            seed:int=0, # random seed: the same seed writes the same bytes
-           width:int=320, height:int=240, # image size in pixels
+           width:int=320, # image width in pixels
+           height:int=240, # image height in pixels
            seqs_per_location:int=12, # motion-triggered sequences per camera location
           ):
     "Write the embedded camera-trap data set (iWildCam 2021 layout) to OUT_DIR."
@@ -23,7 +24,7 @@ def sample(out_dir:str, # folder to write the data set into (created; an earlier
     print(f"wrote {out}")
     return out
 
-# %% ../nbs/10_cli.ipynb #5e3d32ef
+# %% ../nbs/10_cli.ipynb #aa1c41eb
 def summary(data:str, # a folder written by `iwildcam-nb sample`
            ):
     "Print what a sample data set holds, per split and per species, as the data layer loads it."
@@ -31,14 +32,13 @@ def summary(data:str, # a folder written by `iwildcam-nb sample`
     print(summarize_sample(data).to_string(), '\n')
     print(species_table(data).to_string(), '\n')
 
-# %% ../nbs/10_cli.ipynb #8b809f25
+# %% ../nbs/10_cli.ipynb #72bb37d6
 def _report(res, what:str, out):
-    "Print what a preprocessing run did, and where its failure list is."
-    counts = res.status.value_counts()
-    print(f"{what}: " + ', '.join(f"{n} {s}" for s,n in counts.items()) + f"  -> {out}")
-    if counts.get('failed', 0): print(f"  failures listed in {Path(out)/(what + '_failures.csv')}")
+    "Print what a preprocessing run did (the stage's own one-line summary), and where its failure list is."
+    print(f"{res.attrs.get('summary', what)}  -> {out}")
+    if (res.status == 'failed').any(): print(f"  failures listed in {Path(out)/(what + '_failures.csv')}")
 
-# %% ../nbs/10_cli.ipynb #424fe276
+# %% ../nbs/10_cli.ipynb #311fada6
 def resize(src:str, # folder of source images
            dst:str, # output folder (same relative paths)
            size:int=256, # pixels on the longest side (shortest with --shortest)
@@ -47,7 +47,7 @@ def resize(src:str, # folder of source images
            quality:int=90, # JPEG quality
            truncated:str='keep', # truncated JPEGs: 'keep' (decode as far as the data goes) or 'fail'
            workers:int=None, # processes (default: all cores; 1 = no pool)
-           quiet:bool=False, # no progress bar
+           quiet:bool=False, # no progress bar (it shows only on a terminal anyway)
           ):
     "Write every image under SRC (or listed in --coco) to DST at SIZE px; reruns skip finished images."
     from iwildcam_nb.preprocess import resize_images
@@ -56,11 +56,11 @@ def resize(src:str, # folder of source images
         from iwildcam_nb.data import load_coco
         files = load_coco(coco).images.file_name.tolist()
     res = resize_images(src, dst, size=size, files=files, shortest=shortest, quality=quality, truncated=truncated,
-                        n_workers=workers, show_progress=not quiet)
+                        n_workers=workers, show_progress=False if quiet else None)
     _report(res, 'resize', dst)
     return res
 
-# %% ../nbs/10_cli.ipynb #eb5eb5f9
+# %% ../nbs/10_cli.ipynb #b501dd11
 _IMAGES = Param('folder of the frames', str, required=True)
 _DETECTIONS = Param('MegaDetector results JSON (iWildCam id-keyed form or batch format 1.x)', str, required=True)
 _OUT = Param('folder for the crops and crops.csv', str, required=True)
@@ -75,58 +75,66 @@ def crops(images:_IMAGES=None, detections:_DETECTIONS=None, out:_OUT=None,
           quality:int=90, # JPEG quality
           truncated:str='keep', # truncated JPEGs: 'keep' or 'fail'
           workers:int=None, # processes (default: all cores; 1 = no pool)
-          quiet:bool=False, # no progress bar
+          quiet:bool=False, # no progress bar (it shows only on a terminal anyway)
          ):
     "Cut one crop per MegaDetector box above --conf into OUT and write OUT/crops.csv; reruns skip finished crops."
     from iwildcam_nb.data import load_coco, load_megadetector
     from iwildcam_nb.preprocess import make_crops
-    ims = load_coco(coco).images if coco else None
-    dets = load_megadetector(detections, images=ims)
-    if ims is not None: dets = dets[dets.image_id.isin(ims.image_id)]
-    res = make_crops(dets, images, out, conf=conf, size=size, categories=tuple(categories.split(',')), pad=pad,
-                     square=square, quality=quality, truncated=truncated, n_workers=workers, show_progress=not quiet)
+    dets = load_megadetector(detections)
+    if coco: dets = _only_images(dets, load_coco(coco).images)
+    res = make_crops(dets, images, out, conf=conf, size=size, categories=categories, pad=pad,
+                     square=square, quality=quality, truncated=truncated, n_workers=workers, show_progress=False if quiet else None)
     _report(res, 'crops', out)
     return res
 
-# %% ../nbs/10_cli.ipynb #e70e0b3b
+# %% ../nbs/10_cli.ipynb #6924fef1
+def _only_images(dets, # detections table, loaded without an images table
+                 images, # images table of a COCO-CameraTraps file
+                ):
+    "The boxes of just `images`, matched by id (iWildCam form) or by file (batch form), with their file names."
+    name = dict(zip(images.image_id, images.file_name))
+    dets = dets[dets.image_id.isin(name.keys()) | dets.file.isin(images.file_name)]
+    return dets.assign(file=dets.file.fillna(dets.image_id.map(name)))
+
+# %% ../nbs/10_cli.ipynb #78de21d6
 def demo(out:str='demo_out', # folder for the data set and everything made from it
          seed:int=0, # random seed of the embedded data set
          quiet:bool=False, # no progress bars
         ):
     "Make the embedded data set, load and summarize it, then resize its frames and crop its detections."
-    from iwildcam_nb.sample import SAMPLE_FILES
+    from iwildcam_nb.sample import SAMPLE_FILES, sample_is_current
     out = Path(out); data = out/'data'
-    if _same_sample(data, seed): print(f"using the data set already in {data}")
+    _section('1. the embedded data set')
+    if sample_is_current(data, seed): print(f"using the data set already in {data}")
     else: sample(data, seed=seed)
+    _section('2. what it holds, as the data layer loads it')
     summary(data)
+    _section('3. resized frames (256 px) and MegaDetector crops (conf >= 0.3, 128 px)')
     for split in ('train', 'test'):
         resize(data/split, out/'resized'/split, size=256, quiet=quiet)
         crops(data/split, data/SAMPLE_FILES['megadetector'], out/'crops'/split, coco=data/SAMPLE_FILES[split], quiet=quiet)
     return out
 
-def _same_sample(data:Path, seed:int)->bool:
-    "True if `data` holds a finished sample made with `seed` (its info file is written last), so a rerun reuses it."
-    from iwildcam_nb.core import read_json
-    info = data/'metadata'/'sample_info.json'
-    return info.exists() and read_json(info).get('seed') == seed
+def _section(title:str): print(f"\n== {title}")
 
-# %% ../nbs/10_cli.ipynb #6e82f9c2
+# %% ../nbs/10_cli.ipynb #5bc3145c
 COMMANDS = dict(demo=demo, sample=sample, summary=summary, resize=resize, crops=crops)
 
 def _usage()->str:
     lines = ["usage: iwildcam-nb COMMAND [options]   (iwildcam-nb COMMAND --help for its options)", "", "commands:"]
     return '\n'.join(lines + [f"  {k:<8} {f.__doc__}" for k,f in COMMANDS.items()])
 
-# %% ../nbs/10_cli.ipynb #b5a1567a
+# %% ../nbs/10_cli.ipynb #ad8d9965
 def main(argv:list|None=None)->int:
     "Console entry point: dispatch `iwildcam-nb COMMAND ...` to the subcommand of that name."
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ('-h', '--help'): print(_usage()); return 0
-    cmd = COMMANDS.get(argv[0])
-    if cmd is None: print(f"error: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr); return 2
+    if argv[:1] in (['-h'], ['--help']): print(_usage()); return 0
+    cmd = COMMANDS.get(argv[0]) if argv else None
+    if cmd is None:
+        print((f"error: unknown command {argv[0]!r}\n\n" if argv else '') + _usage(), file=sys.stderr); return 2
     args = vars(anno_parser(cmd, prog=f"iwildcam-nb {argv[0]}").parse_args(argv[1:]))
     args.pop('pdb', None); args.pop('xtra', None)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(message)s') # skips and clipped boxes; counts are printed
     try: cmd(**args)
-    except (InputError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
+    except (InputError, ValueError, OSError) as e: print(f"error: {e}", file=sys.stderr); return 2
     return 0

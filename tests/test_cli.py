@@ -26,6 +26,29 @@ def test_crops_requires_its_paths():
     r = iwn('crops', '--images', '.')
     assert r.returncode == 2 and '--detections' in r.stderr
 
+def test_no_command_is_a_usage_error():
+    r = iwn()
+    assert r.returncode == 2 and 'usage: iwildcam-nb COMMAND' in r.stderr
+
+@pytest.mark.parametrize('args', [('--width', 0), ('--seqs_per_location', 0)])
+def test_bad_option_value_is_one_line_error(tmp_path, args):
+    r = iwn('sample', tmp_path/'s', *args)
+    assert r.returncode == 2 and r.stderr.startswith('error: ') and 'Traceback' not in r.stderr
+
+def test_output_that_is_a_file_is_one_line_error(tmp_path):
+    (tmp_path/'f').write_text('x')
+    r = iwn('demo', '--out', tmp_path/'f', '--quiet')
+    assert r.returncode == 2 and r.stderr.startswith('error: ') and 'Traceback' not in r.stderr
+
+def test_demo_does_not_reuse_a_different_sample(tmp_path):
+    "A sample with the demo's seed but another size is not the demo's data set: the demo makes its own."
+    assert iwn('sample', tmp_path/'d'/'data', '--width', 64, '--height', 48, '--seqs_per_location', 1).returncode == 0
+    r = iwn('demo', '--out', tmp_path/'d', '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert 'using the data set already in' not in r.stdout
+    from PIL import Image
+    assert Image.open(next((tmp_path/'d'/'data'/'train').glob('*.jpg'))).size == (320, 240)
+
 def test_unknown_command():
     r = iwn('frobnicate')
     assert r.returncode == 2 and "unknown command 'frobnicate'" in r.stderr

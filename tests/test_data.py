@@ -207,3 +207,113 @@ def test_real_mdv5a(speciesnet_dir):
     assert ((d.x >= 0) & (d.y >= 0) & (d.x + d.w <= 1) & (d.y + d.h <= 1)).all()
     assert (d.groupby('image_id').conf.diff().dropna() <= 0).all()  # descending within each image
     assert (d.groupby('image_id').det_idx.min() == 0).all()
+
+# --- regressions from the review of the data layer, one test per finding ---
+
+def test_datetimes_explicit_formats_wall_clock(caplog):
+    from iwildcam_nb.data import parse_datetimes
+    dst = parse_datetimes(['2020-03-29T01:%02d:00+01:00' % i for i in range(50)] + ['2020-03-29T03:10:00+02:00'])
+    assert dst.notna().all() and dst.iloc[-1] == pd.Timestamp('2020-03-29 03:10') and dst.iloc[0] == pd.Timestamp('2020-03-29 01:00')
+    with caplog.at_level(logging.WARNING, logger='iwildcam_nb'):
+        d = parse_datetimes(['now', 'today', '2020', '01/02/2020 10:00:00', '13/02/2020 10:00:00', '2020-02-13 10:00:00'])
+    assert d.isna().tolist() == [True] * 5 + [False]  # no guessing: relative words, a bare year, ambiguous day/month
+    assert "5 of 6 datetimes could not be parsed" in caplog.text and "'now'" in caplog.text
+    dayfirst = parse_datetimes(['01/02/2020 10:00:00', '13/02/2020 10:00:00'], formats=('%d/%m/%Y %H:%M:%S',))
+    assert dayfirst.dt.month.tolist() == [2, 2]  # an explicit choice reads both the same way
+
+def test_bad_values_give_one_input_error(tmp_path):
+    for w, shown in ((1e30, '1e+30'), (2**63, str(2**63))):
+        d = coco(); d['images'][1]['width'] = w
+        raises(lambda: load_coco(write(tmp_path, d)), f'train.json: images[1].width: expected a whole number, got {shown}')
+    for cats in (['animal', 'person'], 'animal'):
+        p = md_file(tmp_path, [{'id': 'i0', 'detections': [box()]}], detection_categories=cats)
+        raises(lambda: load_megadetector(p), 'md.json: detection_categories: expected an object')
+    for cls in ([['0']], 'agouti'):
+        p = md_file(tmp_path, [{'id': 'i0', 'detections': [box(), dict(box(), classifications=cls)]}])
+        raises(lambda: load_megadetector(p), 'md.json: images[0].detections[1].classifications: expected a list of [class_id, conf] pairs')
+    t0 = pd.Timestamp('2020-03-29 00:59:50')
+    naive = pd.DataFrame({'image_id': list('abc'), 'location': '1', 'datetime': [t0, t0 + pd.Timedelta(seconds=5), t0 + pd.Timedelta(hours=1)]})
+    aware = naive.assign(datetime=naive.datetime.dt.tz_localize('Europe/Berlin'))
+    assert rebuild_sequences(aware).seq_num_frames.tolist() == rebuild_sequences(naive).seq_num_frames.tolist() == [2, 2, 1]
+    raises(lambda: split_by_location(naive.drop(columns='location')), 'location: no such column')
+
+def test_detection_conf_range(tmp_path):
+    for conf in (7.5, -1, True, '0.5'):
+        p = md_file(tmp_path, [{'id': 'i0', 'detections': [box(), box(conf)]}])
+        raises(lambda: load_megadetector(p), f'md.json: images[0].detections[1].conf: expected a confidence in [0, 1], got {conf!r}')
+    assert load_megadetector(md_file(tmp_path, [{'id': 'i0', 'detections': [box(0), box(1)]}])).conf.tolist() == [1.0, 0.0]
+
+def test_megadetector_duplicate_images(tmp_path):
+    p = md_file(tmp_path, [{'id': 'i0', 'detections': [box()]}, {'id': 'i1'}, {'id': 'i0', 'detections': []}])
+    raises(lambda: load_megadetector(p), "md.json: images[2].id: image 'i0' is listed twice")
+    p = md_file(tmp_path, [{'file': 'cam/a.jpg', 'detections': [box()]}, {'file': 'cam\\a.jpg', 'detections': [box()]}])
+    raises(lambda: load_megadetector(p), 'md.json: images[1].file:', 'is listed twice')
+
+def test_split_by_location_lands_near_target():
+    ims = pd.DataFrame({'image_id': range(1000), 'location': ['big'] * 900 + [f'l{i // 10}' for i in range(100)]})
+    for seed in range(6):
+        s = split_by_location(ims, valid_pct=0.2, seed=seed)
+        assert (s.split == 'valid').mean() == pytest.approx(0.1)  # the nearest whole-location share to 0.2 (the other is 0.9)
+        assert s.split.tolist() == split_by_location(ims, valid_pct=0.2, seed=seed).split.tolist()
+    rng = np.random.default_rng(0)
+    many = pd.DataFrame({'image_id': range(5000), 'location': rng.zipf(1.5, 5000) % 200})
+    shares = [(split_by_location(many, valid_pct=0.2, seed=k).split == 'valid').mean() for k in range(6)]
+    assert max(abs(np.array(shares) - 0.2)) < 0.02, shares
+
+def test_coco_refuses_silent_coercions(tmp_path):
+    cases = [('images', 1, 'width', True, 'images[1].width: expected a whole number, got True'),
+             ('images', 1, 'width', -5, 'images[1].width: expected a whole number >= 1, got -5'),
+             ('images', 2, 'location', [1], 'images[2].location: expected a string or a whole number, got [1]'),
+             ('images', 2, 'location', {'a': 1}, "images[2].location: expected a string or a whole number, got {'a': 1}"),
+             ('annotations', 0, 'bbox', ['1', 2, 3, 4], "annotations[0].bbox: expected [x, y, width, height] (4 finite numbers), got ['1', 2, 3, 4]"),
+             ('annotations', 3, 'bbox', [1, 2, -3, 4], 'annotations[3].bbox: box [1, 2, -3, 4] has a negative width or height')]
+    for part, i, key, v, msg in cases:
+        d = coco(); d[part][i][key] = v
+        if key == 'bbox': [a.setdefault('bbox', [0, 0, 5, 5]) for a in d['annotations']]
+        raises(lambda: load_coco(write(tmp_path, d)), f'train.json: {msg}')
+    inat = {'images': [{'id': 5.0, 'file_name': 'a.jpg'}], 'categories': [{'id': 7, 'name': 'puma'}],
+            'annotations': [{'id': 1, 'image_id': 5, 'category_id': 7}]}
+    t = load_coco(write(tmp_path, inat, 'inat.json'))
+    assert t.images.image_id.tolist() == t.labels.image_id.tolist() == ['5']
+
+def test_unmatched_detections_warn(tmp_path, caplog):
+    t = load_coco(write(tmp_path, coco(n=3)))
+    p = md_file(tmp_path, [{'id': 'i1', 'detections': [box()]}, {'id': 'zz', 'detections': [box()]}, {'id': 'yy'}])
+    with caplog.at_level(logging.WARNING, logger='iwildcam_nb'): load_megadetector(p, images=t.images)
+    assert "2 of 3 image ids are not in the images table" in caplog.text and "'zz'" in caplog.text
+    caplog.clear()
+    p = md_file(tmp_path, [{'file': 'i1.jpg', 'detections': [box()]}, {'file': 'elsewhere/x.jpg', 'detections': [box()]}], 'mdb.json')
+    with caplog.at_level(logging.WARNING, logger='iwildcam_nb'): load_megadetector(p, images=t.images)
+    assert "1 of 2 files are not in the images table" in caplog.text and 'elsewhere/x.jpg' in caplog.text
+
+def test_sequence_keys_unambiguous_and_ids_unique():
+    t0 = pd.Timestamp('2020-01-01')
+    ims = pd.DataFrame({'image_id': list('ab'), 'location': ['1/2', '1'], 'sub_location': [None, '2'], 'datetime': [t0, t0]})
+    r = rebuild_sequences(ims)
+    assert r.seq_id.nunique() == 2 and r.seq_num_frames.tolist() == [1, 1]
+    fast = pd.DataFrame({'image_id': list('abc'), 'location': '1', 'datetime': [t0 + pd.Timedelta(seconds=s) for s in (0, 0.6, 0.8)]})
+    r = rebuild_sequences(fast, gap_s=0.5)
+    assert r.seq_num_frames.tolist() == [1, 2, 2] and r.seq_id.nunique() == 2
+    assert (r.groupby('seq_id').size() == r.groupby('seq_id').seq_num_frames.first()).all()
+
+def test_clipping_keeps_in_range_boxes_exact(tmp_path):
+    p = md_file(tmp_path, [{'id': 'i0', 'detections': [box(0.9, (0.1, 0.1, 0.2, 0.2)), box(0.8, (0.9, 0.5, 0.3, 0.3))]}])
+    d = load_megadetector(p)
+    assert d[['x', 'y', 'w', 'h']].iloc[0].tolist() == [0.1, 0.1, 0.2, 0.2]  # not 0.20000000000000004
+    np.testing.assert_allclose(d[['x', 'y', 'w', 'h']].iloc[1], [0.9, 0.5, 0.1, 0.3])
+
+def test_load_megadetector_box_tol(tmp_path):
+    p = md_file(tmp_path, [{'id': 'i0', 'detections': [box(0.9, (0.5, 0.5, 0.505, 0.2))]}])
+    raises(lambda: load_megadetector(p, bad_boxes='error'), 'images[0].detections[0].bbox')
+    assert load_megadetector(p, bad_boxes='error', box_tol=0.01).w.iloc[0] == pytest.approx(0.5)
+
+def test_pixel_coordinates_refused(tmp_path):
+    p = md_file(tmp_path, [{'id': f'i{i}', 'detections': [box(0.9, (100 + i, 50, 300, 200))]} for i in range(20)])
+    raises(lambda: load_megadetector(p), 'md.json: images[0].detections[0].bbox: 20 of 20 boxes have coordinates above 1', 'pixel coordinates')
+
+def test_duplicate_file_names_and_annotation_ids(tmp_path, caplog):
+    d = coco(); d['images'][2]['file_name'] = 'i0.jpg'
+    raises(lambda: load_coco(write(tmp_path, d)), "train.json: images[2].file_name: duplicate file_name 'i0.jpg'")
+    d = coco(); d['annotations'][3]['id'] = d['annotations'][2]['id'] = 'a0'
+    with caplog.at_level(logging.WARNING, logger='iwildcam_nb'): t = load_coco(write(tmp_path, d))
+    assert len(t.labels) == 4 and '2 of 4 annotation ids are duplicates' in caplog.text and 'annotations[2].id' in caplog.text

@@ -1,5 +1,6 @@
-"""Preprocess stage: real edge-case JPEGs, resume after an interrupted run, unsafe paths, border boxes, failure lists."""
-import os, subprocess, sys, textwrap, time
+"""Preprocess stage: real and synthetic edge-case images, resume after an interrupted run, option changes, unsafe paths,
+border boxes, failure lists, option checks."""
+import json, logging, os, subprocess, sys, textwrap, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -7,7 +8,8 @@ import pytest
 from PIL import Image, ImageFile
 from iwildcam_nb.core import InputError
 from iwildcam_nb.data import load_megadetector
-from iwildcam_nb.preprocess import make_crops, resize_images, is_complete, crop_box, crop_id
+from iwildcam_nb import preprocess
+from iwildcam_nb.preprocess import make_crops, resize_images, is_complete, crop_box, crop_id, parse_crop_id, display_size
 
 FAST = dict(n_workers=0, show_progress=False)
 ELEPHANTS = ['african_elephants.jpg', 'african_elephants_bw.jpg', 'african_elephants_cmyk.jpg',
@@ -28,6 +30,10 @@ def frames(root, n=6):
 def decodes(p):
     with Image.open(p) as im: im.load()
     return True
+
+def age_record(folder, stage, t):
+    "Date the record of options an earlier run left in `folder` back to `t`, as if it had been written then."
+    os.utime(Path(folder)/f'.iwildcam_nb_{stage}.json', (t, t))
 
 def grey(p): return np.asarray(Image.open(p).convert('L').resize((48, 48)), dtype=float)
 
@@ -89,6 +95,7 @@ def test_resize_resume_after_interruption(tmp_path):
     assert len(outs) == 8
     old = time.time() - 60
     for p in outs: os.utime(p, (old, old))
+    age_record(dst, 'resize', old - 1) # outputs count only when not older than the record of their options
     outs[0].unlink(); outs[3].unlink()                       # lost
     for p in outs[5:7]: p.write_bytes(p.read_bytes()[:200])  # cut short after the fact
     stray = [dst/'cam0'/'.img000.jpg.abcd1234.tmp', dst/'cam1'/'.img001.jpg.x_y_z_12.tmp']
@@ -131,6 +138,7 @@ def test_crops_resume(tmp_path):
     assert len(paths) == 8
     old = time.time() - 60
     for p in paths: os.utime(p, (old, old))
+    age_record(out, 'crops', old - 1)
     paths[1].unlink(); paths[4].write_bytes(paths[4].read_bytes()[:100])
     (out/'crops.csv').unlink()
     res = make_crops(dets, src, out, size=32, **FAST)
@@ -149,8 +157,16 @@ def test_parallel_same_as_serial(tmp_path):
 
 def test_progress_bar_shows_rate(tmp_path, capsys):
     frames(tmp_path/'src', 3)
-    resize_images(tmp_path/'src', tmp_path/'out', size=32, n_workers=0)
-    assert 'img/s' in capsys.readouterr().out
+    resize_images(tmp_path/'src', tmp_path/'out', size=32, n_workers=0, show_progress=True)
+    out = capsys.readouterr().out
+    assert 'img/s' in out and out.endswith('\n') # the next line is not glued to the bar
+
+def test_progress_bar_only_on_a_terminal(tmp_path, capsys):
+    frames(tmp_path/'src', 3)
+    resize_images(tmp_path/'src', tmp_path/'out', size=32, n_workers=0) # default: auto; captured stdout is no TTY
+    make_crops(pd.DataFrame(dict(image_id=['cam0/img000'], det_idx=0, category='animal', conf=0.9, x=0.1, y=0.1, w=0.5,
+                                 h=0.5)), tmp_path/'src', tmp_path/'c', size=16, n_workers=0)
+    assert capsys.readouterr().out == ''
 
 # --- unsafe paths ------------------------------------------------------------------------------
 
@@ -241,3 +257,277 @@ def test_sizes_and_duplicates(tmp_path):
     dets = pd.DataFrame(dict(image_id='a', det_idx=0, category='animal', conf=0.9, x=0.5, y=0.25, w=0.25, h=0.5), index=[0])
     make_crops(dets, tmp_path/'src', tmp_path/'c', size=50, square=True, **FAST)
     assert Image.open(tmp_path/'c'/'a_000.jpg').size == (50, 50)
+
+# --- options that shape the outputs: a rerun with other options redoes them ---------------------
+
+def sizes(root): return {p.relative_to(root).as_posix(): Image.open(p).size for p in Path(root).rglob('*.jpg')}
+
+def test_resize_rerun_with_other_options_redoes(tmp_path, caplog):
+    src, dst = tmp_path/'src', tmp_path/'dst'
+    frames(src, 3) # 320x240
+    resize_images(src, dst, size=100, shortest=True, **FAST)
+    assert set(sizes(dst).values()) == {(133, 100)}
+    with caplog.at_level(logging.WARNING, logger='iwildcam_nb'):
+        res = resize_images(src, dst, size=50, shortest=True, **FAST)
+    assert set(res.status) == {'done'} and set(sizes(dst).values()) == {(67, 50)}
+    assert 'options changed' in caplog.text and '100 -> 50' in caplog.text
+    assert json.loads((dst/'.iwildcam_nb_resize.json').read_text())['options']['size'] == 50
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger='iwildcam_nb'):
+        assert set(resize_images(src, dst, size=50, shortest=True, **FAST).status) == {'skipped'} # same options
+    assert 'options changed' not in caplog.text
+    before = {p: p.read_bytes() for p in dst.rglob('*.jpg')}
+    assert set(resize_images(src, dst, size=50, shortest=True, quality=60, **FAST).status) == {'done'}
+    assert all(p.read_bytes() != b for p, b in before.items()) # quality shapes the files too
+
+def test_option_change_then_subset_or_kill_leaves_nothing_stale(tmp_path):
+    src, dst = tmp_path/'src', tmp_path/'dst'
+    fs = [f.relative_to(src).as_posix() for f in frames(src, 4)]
+    resize_images(src, dst, size=100, **FAST)
+    # a run with new options that stops after two images (a --coco subset, or a kill): the other two are still old
+    assert set(resize_images(src, dst, size=60, files=fs[:2], **FAST).status) == {'done'}
+    res = resize_images(src, dst, size=60, **FAST)
+    assert res.set_index('path').status.to_dict() == {fs[0]: 'skipped', fs[1]: 'skipped', fs[2]: 'done', fs[3]: 'done'}
+    assert set(sizes(dst).values()) == {(60, 45)}
+
+def test_crops_rerun_with_other_options_redoes(tmp_path, caplog):
+    src, out = tmp_path/'src', tmp_path/'crops'
+    synth(src/'a.jpg')
+    dets = pd.DataFrame(dict(image_id='a', det_idx=[0, 1], category='animal', conf=0.9, x=[0.5, 0.1], y=[0.25, 0.1],
+                             w=[0.25, 0.2], h=[0.5, 0.3]))
+    def run(**kw): return make_crops(dets, src, out, **{**dict(size=32), **kw}, **FAST)
+    assert set(run().status) == {'done'}
+    first = sizes(out)
+    for kw in [dict(pad=0.3), dict(pad=0.3, square=True), dict(pad=0.3, square=True, size=24), dict(pad=0.3, square=True, size=24, quality=50)]:
+        old = {p: p.read_bytes() for p in out.glob('*.jpg')}
+        with caplog.at_level(logging.WARNING, logger='iwildcam_nb'): res = run(**kw)
+        assert set(res.status) == {'done'}, kw
+        assert all(p.read_bytes() != b for p, b in old.items()), kw
+        assert 'options changed' in caplog.text; caplog.clear()
+        assert set(run(**kw).status) == {'skipped'}, kw
+    assert set(sizes(out).values()) == {(24, 24)} != set(first.values())
+
+# --- the output folder is checked before any work -------------------------------------------------
+
+def test_unwritable_output_refused_before_decoding(tmp_path, monkeypatch):
+    frames(tmp_path/'src', 3)
+    calls = []
+    monkeypatch.setattr(preprocess, 'open_rgb', lambda *a, **k: calls.append(a) or 1/0)
+    (tmp_path/'afile').write_text('x')
+    with pytest.raises(InputError, match='cannot write here') as e:
+        resize_images(tmp_path/'src', tmp_path/'afile'/'out', size=32, **FAST) # a file where a folder should be
+    assert e.value.path == str(tmp_path/'afile'/'out') and e.value.field == '-'
+    dets = pd.DataFrame(dict(image_id=['cam0/img000'], det_idx=0, category='animal', conf=0.9, x=0.1, y=0.1, w=0.5, h=0.5))
+    with pytest.raises(InputError, match='cannot write here'): make_crops(dets, tmp_path/'src', tmp_path/'afile'/'c', **FAST)
+    assert calls == []
+
+@pytest.mark.skipif(not hasattr(os, 'geteuid') or os.geteuid() == 0, reason='root may write into a read-only folder')
+def test_read_only_output_refused(tmp_path):
+    frames(tmp_path/'src', 2)
+    (tmp_path/'ro').mkdir(); os.chmod(tmp_path/'ro', 0o555)
+    try:
+        with pytest.raises(InputError, match='cannot write here.*ermission'): resize_images(tmp_path/'src', tmp_path/'ro', **FAST)
+    finally: os.chmod(tmp_path/'ro', 0o755)
+
+# --- option values are checked before any work -----------------------------------------------------
+
+@pytest.mark.parametrize('kw, name', [(dict(size=0), 'size'), (dict(size=-5), 'size'), (dict(size=2.5), 'size'),
+                                      (dict(quality=0), 'quality'), (dict(quality=101), 'quality'),
+                                      (dict(truncated='skip'), 'truncated'), (dict(resample='cubic'), 'resample')])
+def test_bad_resize_options_refused(tmp_path, kw, name):
+    frames(tmp_path/'src', 2)
+    with pytest.raises(ValueError, match=f'^{name} must be'): resize_images(tmp_path/'src', tmp_path/'out', **kw, **FAST)
+    assert not (tmp_path/'out').exists()
+
+@pytest.mark.parametrize('kw, name', [(dict(size=0), 'size'), (dict(pad=-0.1), 'pad'), (dict(pad=float('nan')), 'pad'),
+                                      (dict(categories=('animal', 'cat')), 'categories'), (dict(categories=()), 'categories'),
+                                      (dict(conf=30), 'conf'), (dict(quality=0), 'quality')])
+def test_bad_crop_options_refused(tmp_path, kw, name):
+    synth(tmp_path/'src'/'a.jpg')
+    dets = pd.DataFrame(dict(image_id='a', det_idx=0, category='animal', conf=0.9, x=0.5, y=0.25, w=0.25, h=0.5), index=[0])
+    with pytest.raises(ValueError, match=f'^{name} must be'): make_crops(dets, tmp_path/'src', tmp_path/'c', **kw, **FAST)
+    assert not (tmp_path/'c').exists()
+
+def test_categories_any_case(tmp_path):
+    synth(tmp_path/'src'/'a.jpg')
+    dets = pd.DataFrame(dict(image_id='a', det_idx=[0, 1], category=['animal', 'Person'], conf=0.9, x=0.5, y=0.25, w=0.25, h=0.5))
+    cr = make_crops(dets, tmp_path/'src', tmp_path/'c', categories=('Animal', ' PERSON'), size=16, **FAST)
+    assert cr.det_idx.tolist() == [0, 1] and set(cr.status) == {'done'}
+    assert make_crops(dets, tmp_path/'src', tmp_path/'c', categories='animal,person', size=16, **FAST).det_idx.tolist() == [0, 1]
+
+# --- MegaDetector files written on Windows ---------------------------------------------------------
+
+def test_crops_file_with_backslashes(tmp_path):
+    src = tmp_path/'src'
+    synth(src/'nested'/'deep er'/'my ocelot.jpg')
+    md = tmp_path/'md.json'
+    md.write_text(json.dumps({'images': [{'file': 'nested\\deep er\\my ocelot.jpg', 'detections': [
+        {'category': '1', 'conf': 0.9, 'bbox': [0.5, 0.25, 0.25, 0.5]}]}], 'detection_categories': {'1': 'animal'},
+        'info': {'format_version': '1.4'}}))
+    cr = make_crops(load_megadetector(md), src, tmp_path/'c', size=32, **FAST)
+    assert cr.status.tolist() == ['done'], cr.reason.tolist()
+    assert pd.read_csv(tmp_path/'c'/'crops.csv').file.tolist() == ['nested/deep er/my ocelot.jpg']
+
+# --- square crops ---------------------------------------------------------------------------------
+
+def test_square_crops_are_exactly_square(tmp_path):
+    src = tmp_path/'src'
+    synth(src/'f.jpg', w=333, h=251)
+    rng = np.random.default_rng(0)
+    boxes = [(rng.uniform(0, 0.7), rng.uniform(0, 0.7), rng.uniform(0.03, 0.3), rng.uniform(0.03, 0.3)) for _ in range(40)]
+    dets = pd.DataFrame([dict(image_id='f', det_idx=i, category='animal', conf=0.9, x=x, y=y, w=w, h=h) for i, (x, y, w, h) in enumerate(boxes)])
+    for size in (32, 57):
+        cr = make_crops(dets, src, tmp_path/f'c{size}', size=size, pad=0.2, square=True, **FAST)
+        assert set(cr.status) == {'done'}
+        assert {Image.open(tmp_path/f'c{size}'/p).size for p in cr.path} == {(size, size)}
+
+def test_square_crops_real(speciesnet_dir, tmp_path):
+    cr = make_crops(load_megadetector(speciesnet_dir/'md_results_mdv5a.json'), speciesnet_dir, tmp_path/'c', size=128, pad=0.2,
+                    square=True, **FAST)
+    assert set(cr.status) == {'done'} and len(cr) > 10
+    assert {Image.open(tmp_path/'c'/p).size for p in cr.path} == {(128, 128)}
+
+# --- PNG and 16-bit frames --------------------------------------------------------------------------
+
+def test_png_decoded_once(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+    synth(tmp_path/'src'/'a.png')
+    ex = Image.Exif(); ex[0x0112] = 6
+    Image.open(tmp_path/'src'/'a.png').save(tmp_path/'src'/'rot.png', exif=ex)
+    n = []
+    orig = PngImagePlugin.PngImageFile.load_end
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, 'load_end', lambda self: n.append(1) or orig(self))
+    assert display_size(tmp_path/'src'/'rot.png') == (240, 320) and n == [] # the orientation comes from the header
+    res = resize_images(tmp_path/'src', tmp_path/'out', size=64, **FAST)
+    assert set(res.status) == {'done'} and len(n) == 2 # one decode per PNG
+    assert Image.open(tmp_path/'out'/'a.png').size == (64, 48) and Image.open(tmp_path/'out'/'rot.png').size == (48, 64)
+
+def test_truncated_png(tmp_path):
+    synth(tmp_path/'a.png', w=400, h=300)
+    b = (tmp_path/'a.png').read_bytes(); (tmp_path/'src').mkdir(); (tmp_path/'src'/'cut.png').write_bytes(b[:len(b)//2])
+    res = resize_images(tmp_path/'src', tmp_path/'keep', size=64, **FAST)
+    assert res.status.tolist() == ['done'] and res.note.tolist() == ['truncated']
+    assert Image.open(tmp_path/'keep'/'cut.png').size == (64, 48)
+    assert resize_images(tmp_path/'src', tmp_path/'fail', size=64, truncated='fail', **FAST).status.tolist() == ['failed']
+
+@pytest.mark.parametrize('ext', ['png', 'tif'])
+def test_16bit_grayscale(tmp_path, ext):
+    a = np.tile(np.linspace(0, 65535, 256), (128, 1)).astype(np.uint16) # dark to white, left to right
+    Image.fromarray(a).save(tmp_path/f'g.{ext}')
+    assert Image.open(tmp_path/f'g.{ext}').mode.startswith('I;16')
+    resize_images(tmp_path, tmp_path/'out', size=64, files=[f'g.{ext}'], **FAST)
+    out = np.asarray(Image.open(tmp_path/'out'/f'g.{ext}'), dtype=float)
+    assert out.shape == (32, 64, 3)
+    assert abs(out.mean() - 127.5) < 6 and out[:, :4].mean() < 12 and out[:, -4:].mean() > 243 # not clipped to white
+
+# --- truncated files are recorded on disk ------------------------------------------------------------
+
+def truncated_jpeg(path, im=None):
+    "A JPEG of `im` (default: a `synth` frame) cut after half its bytes."
+    im.save(path, quality=95) if im else synth(path)
+    b = Path(path).read_bytes(); Path(path).write_bytes(b[:len(b)//2])
+    return path
+
+def test_truncated_recorded_on_disk(tmp_path):
+    src = tmp_path/'src'
+    frames(src, 2); truncated_jpeg(src/'cam0'/'cut.jpg')
+    res = resize_images(src, tmp_path/'out', size=64, **FAST)
+    assert '1 truncated' in res.attrs['summary']
+    t = pd.read_csv(tmp_path/'out'/'resize.csv')
+    assert t.columns[:5].tolist() == ['path', 'status', 'width', 'height', 'note']
+    assert t.set_index('path').note.fillna('').to_dict() == {'cam0/cut.jpg': 'truncated', 'cam0/img000.jpg': '', 'cam1/img001.jpg': ''}
+    res = resize_images(src, tmp_path/'out', size=64, **FAST) # a rerun skips them all and keeps what was recorded
+    assert set(res.status) == {'skipped'} and '1 truncated' in res.attrs['summary']
+    t = pd.read_csv(tmp_path/'out'/'resize.csv').set_index('path')
+    assert t.note['cam0/cut.jpg'] == 'truncated' and t.width.tolist() == [64]*3
+    dets = pd.DataFrame(dict(image_id=['cut', 'img000'], det_idx=0, category='animal', conf=0.9, x=0.1, y=0.1, w=0.3, h=0.3,
+                             file=['cam0/cut.jpg', 'cam0/img000.jpg']))
+    for _ in range(2): # done, then skipped: the note stays in crops.csv
+        cr = make_crops(dets, src, tmp_path/'c', size=16, **FAST)
+        assert '1 truncated' in cr.attrs['summary']
+        assert pd.read_csv(tmp_path/'c'/'crops.csv').note.fillna('').tolist() == ['truncated', '']
+
+# --- output folders of earlier runs inside the source ------------------------------------------------
+
+def test_earlier_output_inside_source_left_out(tmp_path, caplog):
+    src = tmp_path/'src'
+    frames(src, 3)
+    assert len(resize_images(src, src/'out', size=32, **FAST)) == 3
+    with caplog.at_level(logging.INFO, logger='iwildcam_nb'):
+        res = resize_images(src, src/'out2', size=32, **FAST)
+    assert len(res) == 3 and not any(p.startswith('out') for p in res.path)
+    assert 'out' in caplog.text and 'earlier run' in caplog.text
+    synth(src/'out2'/'extra'/'new.jpg') # a folder nested deeper inside an output folder is left out too
+    assert len(resize_images(src, tmp_path/'out3', size=32, **FAST)) == 3
+
+# --- synthetic edge cases (no ../shared needed) ------------------------------------------------------
+
+def display_frame(w=80, h=60):
+    "An asymmetric frame: gradient, red block near the top-left, blue block along the bottom."
+    a = np.zeros((h, w, 3), np.uint8); a[...] = np.linspace(40, 160, w, dtype=np.uint8)[None, :, None]
+    a[h//10:h//10 + h//4, w//10:w//10 + w//3] = (220, 30, 30); a[-h//6:, w//2:] = (30, 30, 220)
+    return Image.fromarray(a)
+
+# EXIF orientation -> the transpose that turns the *displayed* image into the stored pixels (its inverse is applied on display)
+STORED = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
+
+def test_synthetic_exif_orientations(tmp_path):
+    disp = display_frame(160, 120)
+    (tmp_path/'src').mkdir()
+    for o, t in STORED.items():
+        ex = Image.Exif(); ex[0x0112] = o
+        (disp.transpose(t) if t is not None else disp).save(tmp_path/'src'/f'o{o}.jpg', quality=95, exif=ex)
+    res = resize_images(tmp_path/'src', tmp_path/'out', size=80, **FAST)
+    assert set(res.status) == {'done'}
+    ref = np.asarray(disp.resize((80, 60)), dtype=float)
+    for o in STORED:
+        im = Image.open(tmp_path/'out'/f'o{o}.jpg')
+        assert im.size == (80, 60) and not im.getexif().get(0x0112), o
+        assert np.abs(np.asarray(im, dtype=float) - ref).mean() < 8, o
+    dets = pd.DataFrame(dict(image_id=[f'o{o}' for o in STORED], det_idx=0, category='animal', conf=0.9, x=0.1, y=0.1, w=1/3, h=0.25))
+    make_crops(dets, tmp_path/'src', tmp_path/'c', size=32, **FAST)
+    for o in STORED: # the box, given as displayed, cuts the red block whatever way the pixels are stored
+        c = np.asarray(Image.open(tmp_path/'c'/f'o{o}_000.jpg'), dtype=float)
+        assert np.abs(c[3:-3, 3:-3].mean((0, 1)) - (220, 30, 30)).max() < 20, o
+
+def test_synthetic_cmyk_grey_truncated(tmp_path):
+    src, disp = tmp_path/'src', display_frame(160, 120)
+    src.mkdir()
+    disp.save(src/'rgb.jpg', quality=95); disp.convert('CMYK').save(src/'cmyk.jpg', quality=95)
+    disp.convert('L').save(src/'grey.jpg', quality=95); truncated_jpeg(src/'cut.jpg', disp)
+    assert Image.open(src/'cmyk.jpg').mode == 'CMYK' and Image.open(src/'grey.jpg').mode == 'L'
+    res = resize_images(src, tmp_path/'out', size=80, **FAST).set_index('path')
+    assert set(res.status) == {'done'} and res.note.to_dict() == {'cmyk.jpg': '', 'cut.jpg': 'truncated', 'grey.jpg': '', 'rgb.jpg': ''}
+    rgb = lambda f: np.asarray(Image.open(tmp_path/'out'/f), dtype=float)
+    assert all(Image.open(tmp_path/'out'/f).mode == 'RGB' for f in res.index)
+    assert np.abs(rgb('cmyk.jpg') - rgb('rgb.jpg')).mean() < 4 # colours kept, not inverted
+    assert np.abs(rgb('cmyk.jpg')[8:19, 10:32].mean((0, 1)) - (220, 30, 30)).max() < 15
+    g = rgb('grey.jpg')
+    assert np.abs(g[..., 0] - g[..., 2]).max() < 3 and np.abs(g.mean(2) - rgb('rgb.jpg').mean(2)).mean() < 25
+    assert np.abs(rgb('cut.jpg')[:12] - rgb('rgb.jpg')[:12]).mean() < 4 # decoded as far as the data goes
+    assert np.abs(rgb('cut.jpg')[-4:] - 128).max() < 4 # and grey after
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    res = resize_images(src, tmp_path/'fail', size=80, truncated='fail', **FAST).set_index('path')
+    assert res.status.to_dict() == {'cmyk.jpg': 'done', 'cut.jpg': 'failed', 'grey.jpg': 'done', 'rgb.jpg': 'done'}
+    assert 'truncated' in res.reason['cut.jpg'] and not (tmp_path/'fail'/'cut.jpg').exists()
+
+# --- crop file names --------------------------------------------------------------------------------
+
+def test_crop_ids_readable_and_reversible():
+    assert crop_id('cam1/IMG_0001.JPG', 0) == 'cam1%2FIMG_0001.JPG_000'
+    ids = ['cam1/IMG_0001.JPG', 'cam1%2FIMG_0001.JPG', '.hidden', '..', '../x', 'a b', 'a%20b', 'élan', 'x.', 'C:\\d\\e.jpg', 'CON']
+    cids = [crop_id(i, 3) for i in ids]
+    assert len(set(cids)) == len(ids)
+    for i, c in zip(ids, cids):
+        assert parse_crop_id(c) == (i, 3)
+        assert '/' not in c and '\\' not in c and not c.startswith('.') and set(c) <= set('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-%~')
+
+# --- the benchmark checks what it times ----------------------------------------------------------------
+
+def test_benchmark_verifies_and_reports_psnr(tmp_path):
+    for i in range(3): synth(tmp_path/f'f{i}.jpg', w=640, h=480)
+    r = subprocess.run([sys.executable, str(Path(__file__).parent.parent/'benchmarks'/'bench_preprocess.py'), str(tmp_path),
+                        '--size', '64', '--repeat', '1'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'PSNR' in r.stdout and 'verified' in r.stdout, r.stdout

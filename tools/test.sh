@@ -20,8 +20,8 @@ echo "== notebooks under 500 KB"
 big=$(find nbs -name '*.ipynb' -size +500k)
 [ -z "$big" ] || failed+=("notebooks over 500 KB: $big")
 
-echo "== pyflakes iwildcam_nb tests benchmarks"
-pyflakes iwildcam_nb tests benchmarks || failed+=("pyflakes")
+echo "== pyflakes iwildcam_nb tests benchmarks tools"
+pyflakes iwildcam_nb tests benchmarks tools || failed+=("pyflakes")
 
 echo "== nbdev_test"
 out=$(nbdev_test --n_workers 2 --timing 2>&1); rc=$?
