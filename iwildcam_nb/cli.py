@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'summary', 'resize', 'crops', 'demo', 'main']
 
-# %% ../nbs/10_cli.ipynb #08ac9d40
+# %% ../nbs/10_cli.ipynb #05ad07f4
 import logging, sys
 from pathlib import Path
 from fastcore.script import Param, anno_parser
 from .core import InputError
 
-# %% ../nbs/10_cli.ipynb #3dd65214
+# %% ../nbs/10_cli.ipynb #d838f6d4
 def sample(out_dir:str, # folder to write the data set into (created; an earlier sample there is replaced)
            seed:int=0, # random seed: the same seed writes the same bytes
            width:int=320, # image width in pixels
@@ -24,7 +24,7 @@ def sample(out_dir:str, # folder to write the data set into (created; an earlier
     print(f"wrote {out}")
     return out
 
-# %% ../nbs/10_cli.ipynb #aa1c41eb
+# %% ../nbs/10_cli.ipynb #6b5b1391
 def summary(data:str, # a folder written by `iwildcam-nb sample`
            ):
     "Print what a sample data set holds, per split and per species, as the data layer loads it."
@@ -32,13 +32,13 @@ def summary(data:str, # a folder written by `iwildcam-nb sample`
     print(summarize_sample(data).to_string(), '\n')
     print(species_table(data).to_string(), '\n')
 
-# %% ../nbs/10_cli.ipynb #72bb37d6
+# %% ../nbs/10_cli.ipynb #ebb2315c
 def _report(res, what:str, out):
     "Print what a preprocessing run did (the stage's own one-line summary), and where its failure list is."
     print(f"{res.attrs.get('summary', what)}  -> {out}")
     if (res.status == 'failed').any(): print(f"  failures listed in {Path(out)/(what + '_failures.csv')}")
 
-# %% ../nbs/10_cli.ipynb #311fada6
+# %% ../nbs/10_cli.ipynb #5ea6207b
 def resize(src:str, # folder of source images
            dst:str, # output folder (same relative paths)
            size:int=256, # pixels on the longest side (shortest with --shortest)
@@ -60,7 +60,7 @@ def resize(src:str, # folder of source images
     _report(res, 'resize', dst)
     return res
 
-# %% ../nbs/10_cli.ipynb #b501dd11
+# %% ../nbs/10_cli.ipynb #2ae2d787
 _IMAGES = Param('folder of the frames', str, required=True)
 _DETECTIONS = Param('MegaDetector results JSON (iWildCam id-keyed form or batch format 1.x)', str, required=True)
 _OUT = Param('folder for the crops and crops.csv', str, required=True)
@@ -87,7 +87,7 @@ def crops(images:_IMAGES=None, detections:_DETECTIONS=None, out:_OUT=None,
     _report(res, 'crops', out)
     return res
 
-# %% ../nbs/10_cli.ipynb #6924fef1
+# %% ../nbs/10_cli.ipynb #8c1843de
 def _only_images(dets, # detections table, loaded without an images table
                  images, # images table of a COCO-CameraTraps file
                 ):
@@ -96,7 +96,7 @@ def _only_images(dets, # detections table, loaded without an images table
     dets = dets[dets.image_id.isin(name.keys()) | dets.file.isin(images.file_name)]
     return dets.assign(file=dets.file.fillna(dets.image_id.map(name)))
 
-# %% ../nbs/10_cli.ipynb #78de21d6
+# %% ../nbs/10_cli.ipynb #4885071e
 def demo(out:str='demo_out', # folder for the data set and everything made from it
          seed:int=0, # random seed of the embedded data set
          quiet:bool=False, # no progress bars
@@ -117,14 +117,15 @@ def demo(out:str='demo_out', # folder for the data set and everything made from 
 
 def _section(title:str): print(f"\n== {title}")
 
-# %% ../nbs/10_cli.ipynb #5bc3145c
+# %% ../nbs/10_cli.ipynb #911a9d7c
 COMMANDS = dict(demo=demo, sample=sample, summary=summary, resize=resize, crops=crops)
 
 def _usage()->str:
+    "The top-level help: one line per subcommand, from its docstring."
     lines = ["usage: iwildcam-nb COMMAND [options]   (iwildcam-nb COMMAND --help for its options)", "", "commands:"]
     return '\n'.join(lines + [f"  {k:<8} {f.__doc__}" for k,f in COMMANDS.items()])
 
-# %% ../nbs/10_cli.ipynb #ad8d9965
+# %% ../nbs/10_cli.ipynb #6128d4bd
 def main(argv:list|None=None)->int:
     "Console entry point: dispatch `iwildcam-nb COMMAND ...` to the subcommand of that name."
     argv = sys.argv[1:] if argv is None else list(argv)

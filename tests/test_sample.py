@@ -1,5 +1,6 @@
-"""The embedded data-set generator: determinism, layout, iWildCam 2021 fields, disjoint locations, consistent truth."""
-import json, re, shutil
+"""The embedded data-set generator: determinism, layout, iWildCam 2021 fields, disjoint locations, consistent truth;
+and its drawing module, `iwildcam_nb.scenes`, which must stand on its own."""
+import json, re, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -130,3 +131,33 @@ def test_bad_config_is_refused():
     with pytest.raises(ValueError, match='unknown species'): SampleConfig(species=('agouti', 'dragon'))
     with pytest.raises(ValueError, match='min_frames'): SampleConfig(min_frames=0)
     with pytest.raises(ValueError, match='start'): SampleConfig(start='June')
+
+def test_scenes_stands_alone():
+    "scenes is imported by sample, never the reverse (no cycle), and stays light: no pandas, torch or fastai."
+    code = ("import sys, iwildcam_nb.scenes; bad = [m for m in ('iwildcam_nb.sample', 'pandas', 'torch', 'fastai') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+def test_sample_uses_the_scenes_catalogue():
+    "One catalogue of species: what the generator validates against is what scenes draws."
+    from iwildcam_nb import sample, scenes
+    assert sample.SPECIES is scenes.SPECIES and sample.DEFAULT_SPECIES is scenes.DEFAULT_SPECIES
+    assert set(SampleConfig().species) == set(scenes.DEFAULT_SPECIES)
+
+@pytest.mark.parametrize('L', [4., 9.5, 120.])
+def test_every_species_draws_at_any_size(L):
+    "From the smallest body length the generator draws (`min_px`) to a close-up: a non-empty sprite, feet at the bottom."
+    from iwildcam_nb.scenes import SPECIES, draw_animal
+    for k,sp in SPECIES.items():
+        for facing in (1, -1):
+            rgb,m,(ax,ay) = draw_animal(sp, L, pose=1, pattern=3, facing=facing)
+            assert rgb.shape[:2] == m.shape and m.any(), (k, L)
+            assert 0 <= ax <= m.shape[1] and abs(ay - m.shape[0]) <= max(2, .1*m.shape[0]), (k, L, ax, ay, m.shape)
+
+def test_night_conversion_is_gray_and_dark_above_the_flash():
+    from iwildcam_nb.scenes import Location, make_scene, to_infrared
+    loc = make_scene(Location('train', 1, ('agouti',), 1, 1), 64, 48, np.random.default_rng(5))
+    ir = to_infrared(loc.bg, loc.horizon)
+    assert ir.shape == loc.bg.shape and (ir[..., 0] == ir[..., 1]).all() and (ir[..., 1] == ir[..., 2]).all()
+    assert ir[:loc.horizon//2].mean() < ir[-6:].mean() # the flash lights the near ground, not the sky
