@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'summary', 'resize', 'crops', 'demo', 'main']
 
-# %% ../nbs/10_cli.ipynb #05ad07f4
+# %% ../nbs/10_cli.ipynb #283df09e
 import logging, sys
 from pathlib import Path
 from fastcore.script import Param, anno_parser
 from .core import InputError
 
-# %% ../nbs/10_cli.ipynb #d838f6d4
+# %% ../nbs/10_cli.ipynb #a8946819
 def sample(out_dir:str, # folder to write the data set into (created; an earlier sample there is replaced)
            seed:int=0, # random seed: the same seed writes the same bytes
            width:int=320, # image width in pixels
@@ -24,21 +24,22 @@ def sample(out_dir:str, # folder to write the data set into (created; an earlier
     print(f"wrote {out}")
     return out
 
-# %% ../nbs/10_cli.ipynb #6b5b1391
+# %% ../nbs/10_cli.ipynb #cc243fa5
 def summary(data:str, # a folder written by `iwildcam-nb sample`
            ):
     "Print what a sample data set holds, per split and per species, as the data layer loads it."
-    from iwildcam_nb.sample import summarize_sample, species_table
-    print(summarize_sample(data).to_string(), '\n')
-    print(species_table(data).to_string(), '\n')
+    from iwildcam_nb.sample import read_sample, summarize_sample, species_table
+    tables = read_sample(data) # read the files once for both views
+    print(summarize_sample(tables).to_string(), '\n')
+    print(species_table(tables).to_string(), '\n')
 
-# %% ../nbs/10_cli.ipynb #ebb2315c
+# %% ../nbs/10_cli.ipynb #da9ffa5d
 def _report(res, what:str, out):
     "Print what a preprocessing run did (the stage's own one-line summary), and where its failure list is."
     print(f"{res.attrs.get('summary', what)}  -> {out}")
-    if (res.status == 'failed').any(): print(f"  failures listed in {Path(out)/(what + '_failures.csv')}")
+    if (res.status == 'failed').any(): print(f"  failures listed in {res.attrs.get('failures')}")
 
-# %% ../nbs/10_cli.ipynb #5ea6207b
+# %% ../nbs/10_cli.ipynb #e75aaf58
 def resize(src:str, # folder of source images
            dst:str, # output folder (same relative paths)
            size:int=256, # pixels on the longest side (shortest with --shortest)
@@ -60,7 +61,7 @@ def resize(src:str, # folder of source images
     _report(res, 'resize', dst)
     return res
 
-# %% ../nbs/10_cli.ipynb #2ae2d787
+# %% ../nbs/10_cli.ipynb #8f2a1278
 _IMAGES = Param('folder of the frames', str, required=True)
 _DETECTIONS = Param('MegaDetector results JSON (iWildCam id-keyed form or batch format 1.x)', str, required=True)
 _OUT = Param('folder for the crops and crops.csv', str, required=True)
@@ -80,23 +81,14 @@ def crops(images:_IMAGES=None, detections:_DETECTIONS=None, out:_OUT=None,
     "Cut one crop per MegaDetector box above --conf into OUT and write OUT/crops.csv; reruns skip finished crops."
     from iwildcam_nb.data import load_coco, load_megadetector
     from iwildcam_nb.preprocess import make_crops
-    dets = load_megadetector(detections)
-    if coco: dets = _only_images(dets, load_coco(coco).images)
+    listed = load_coco(coco).images if coco else None
+    dets = load_megadetector(detections, images=listed, unmatched='drop' if coco else 'keep')
     res = make_crops(dets, images, out, conf=conf, size=size, categories=categories, pad=pad,
                      square=square, quality=quality, truncated=truncated, n_workers=workers, show_progress=False if quiet else None)
     _report(res, 'crops', out)
     return res
 
-# %% ../nbs/10_cli.ipynb #8c1843de
-def _only_images(dets, # detections table, loaded without an images table
-                 images, # images table of a COCO-CameraTraps file
-                ):
-    "The boxes of just `images`, matched by id (iWildCam form) or by file (batch form), with their file names."
-    name = dict(zip(images.image_id, images.file_name))
-    dets = dets[dets.image_id.isin(name.keys()) | dets.file.isin(images.file_name)]
-    return dets.assign(file=dets.file.fillna(dets.image_id.map(name)))
-
-# %% ../nbs/10_cli.ipynb #4885071e
+# %% ../nbs/10_cli.ipynb #a3c0e463
 def demo(out:str='demo_out', # folder for the data set and everything made from it
          seed:int=0, # random seed of the embedded data set
          quiet:bool=False, # no progress bars
@@ -117,7 +109,7 @@ def demo(out:str='demo_out', # folder for the data set and everything made from 
 
 def _section(title:str): print(f"\n== {title}")
 
-# %% ../nbs/10_cli.ipynb #911a9d7c
+# %% ../nbs/10_cli.ipynb #6e159a8b
 COMMANDS = dict(demo=demo, sample=sample, summary=summary, resize=resize, crops=crops)
 
 def _usage()->str:
@@ -125,7 +117,7 @@ def _usage()->str:
     lines = ["usage: iwildcam-nb COMMAND [options]   (iwildcam-nb COMMAND --help for its options)", "", "commands:"]
     return '\n'.join(lines + [f"  {k:<8} {f.__doc__}" for k,f in COMMANDS.items()])
 
-# %% ../nbs/10_cli.ipynb #6128d4bd
+# %% ../nbs/10_cli.ipynb #e5200152
 def main(argv:list|None=None)->int:
     "Console entry point: dispatch `iwildcam-nb COMMAND ...` to the subcommand of that name."
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -119,6 +119,21 @@ def test_bad_coco_is_one_line_error(tiny, tmp_path, content, field):
     assert r.stderr.startswith('error: ') and 'bad.json' in r.stderr and field in r.stderr
     assert 'Traceback' not in r.stderr
 
+def test_crops_coco_matches_windows_paths_in_batch_file(tiny, tmp_path):
+    "MegaDetector run on Windows writes `cam1\\a.jpg`; the COCO file says `cam1/a.jpg`: they are the same image."
+    (tmp_path/'imgs'/'cam1').mkdir(parents=True)
+    shutil.copy(next((tiny/'train').glob('*.jpg')), tmp_path/'imgs'/'cam1'/'a.jpg')
+    md = {'images': [{'file': 'cam1\\a.jpg', 'detections': [{'category': '1', 'conf': 0.9, 'bbox': [0.1, 0.1, 0.5, 0.5]}]},
+                     {'file': 'cam2\\b.jpg', 'detections': [{'category': '1', 'conf': 0.9, 'bbox': [0.1, 0.1, 0.5, 0.5]}]}],
+          'detection_categories': {'1': 'animal'}, 'info': {'format_version': '1.4'}}
+    coco = {'images': [{'id': 'a', 'file_name': 'cam1/a.jpg'}], 'annotations': [], 'categories': [{'id': 0, 'name': 'empty'}]}
+    (tmp_path/'md.json').write_text(json.dumps(md)); (tmp_path/'coco.json').write_text(json.dumps(coco))
+    r = iwn('crops', '--images', tmp_path/'imgs', '--detections', tmp_path/'md.json', '--out', tmp_path/'c',
+            '--coco', tmp_path/'coco.json', '--quiet', '--workers', 1)
+    assert r.returncode == 0, r.stderr
+    assert '1 done' in r.stdout and 'failed' not in r.stdout # b.jpg is not in the COCO file: not cropped, not a failure
+    assert len(pd.read_csv(tmp_path/'c'/'crops.csv')) == 1
+
 def test_missing_detections_file(tiny, tmp_path):
     r = iwn('crops', '--images', tiny/'train', '--detections', tmp_path/'nope.json', '--out', tmp_path/'c', '--quiet')
     assert r.returncode == 2 and 'nope.json' in r.stderr and 'file not found' in r.stderr

@@ -317,3 +317,30 @@ def test_duplicate_file_names_and_annotation_ids(tmp_path, caplog):
     d = coco(); d['annotations'][3]['id'] = d['annotations'][2]['id'] = 'a0'
     with caplog.at_level(logging.WARNING, logger='iwildcam_nb'): t = load_coco(write(tmp_path, d))
     assert len(t.labels) == 4 and '2 of 4 annotation ids are duplicates' in caplog.text and 'annotations[2].id' in caplog.text
+
+# --- keeping only the images of an images table ---
+
+def test_unmatched_drop_matches_backslash_files(tmp_path, caplog):
+    "As `crops --coco` calls it: a batch-format `file` written on Windows matches the COCO `file_name` with slashes."
+    c = coco(3)
+    c['images'][0]['file_name'] = 'cam1/a.jpg'
+    images = load_coco(write(tmp_path, c)).images
+    p = md_file(tmp_path, [{'file': 'cam1\\a.jpg', 'detections': [box(0.9), box(0.5)]},
+                           {'file': 'other\\b.jpg', 'detections': [box(0.8)]},
+                           {'file': 'i1.jpg', 'detections': []}])
+    with caplog.at_level(logging.INFO, logger='iwildcam_nb'): d = load_megadetector(p, images=images, unmatched='drop')
+    assert d.image_id.tolist() == ['i0', 'i0'] and d.file.tolist() == ['cam1\\a.jpg'] * 2
+    assert [(r.levelno, '1 of 3 files are not in the images table: dropped' in r.message) for r in caplog.records] == [(logging.INFO, True)]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger='iwildcam_nb'): kept = load_megadetector(p, images=images)
+    assert kept.image_id.tolist() == ['i0', 'i0', 'other\\b.jpg'] # the default keeps them, with a warning
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+
+def test_unmatched_drop_by_id(tmp_path):
+    images = load_coco(write(tmp_path, coco(2))).images
+    r = read_megadetector(md_file(tmp_path, [{'id': 'i1', 'detections': [box()]}, {'id': 'zz', 'detections': [box()]},
+                                             {'id': 'zz2', 'failure': 'Failure image access', 'detections': None}]),
+                          images=images, unmatched='drop')
+    assert r.detections.image_id.tolist() == ['i1'] and r.detections.file.tolist() == ['i1.jpg']
+    assert r.per_image.image_id.tolist() == ['i1'] and len(r.failures) == 0
+    with pytest.raises(ValueError, match="unmatched must be"): read_megadetector(md_file(tmp_path, [{'id': 'a'}]), unmatched='no')

@@ -235,6 +235,29 @@ def test_failure_lists(tmp_path):
     fails = pd.read_csv(tmp_path/'crops'/'crops_failures.csv')
     assert fails.item.tolist() == ['gone_000'] and 'gone.jpg' in fails.reason[0]
     assert pd.read_csv(tmp_path/'crops'/'crops.csv').crop_id.tolist() == ['img000_000']
+    assert cr.attrs['failures'] == tmp_path/'crops'/'crops_failures.csv' and res.attrs['failures'] == tmp_path/'out'/'resize_failures.csv'
+    assert pd.read_csv(cr.attrs['failures']).columns.tolist() == ['item', 'stage', 'reason']
+
+def test_crop_plan_same_as_groupby():
+    "The vectorized plan: one task per frame in order of first appearance, its crops in table order (as groupby did)."
+    rng = np.random.default_rng(1)
+    n = 300
+    dets = pd.DataFrame(dict(image_id=[f'i{k}' for k in rng.integers(0, 60, n)], det_idx=np.arange(n), category='animal',
+                             conf=rng.uniform(0.2, 1, n), x=rng.uniform(-0.2, 1, n), y=0.1, w=0.2, h=0.2))
+    dets['file'] = [None if k % 7 == 0 else f'cam{k % 3}\\{i}.jpg' for k, i in enumerate(dets.image_id)]
+    sel = preprocess.select_crops(dets, 0.3)
+    d = sel[sel.status == 'todo']
+    ref = [(Path('/src')/f, [(o.crop_id, Path('/out')/o.path, o.x, o.y, o.w, o.h) for o in g.itertuples()])
+           for f, g in d.groupby('file', sort=False)]
+    assert preprocess._crop_plan(sel, '/src', '/out') == ref and len(ref) > 20
+    assert preprocess._crop_plan(sel.iloc[:0], '/src', '/out') == []
+
+def test_symlinked_folder_out_of_dst_refused(tmp_path):
+    src, dst = tmp_path/'src', tmp_path/'dst'
+    frames(src, 2)
+    (tmp_path/'elsewhere').mkdir(); dst.mkdir(); os.symlink(tmp_path/'elsewhere', dst/'cam0')
+    with pytest.raises(InputError, match='climbs out'): resize_images(src, dst, size=32, files=['cam1/img001.jpg', 'cam0/img000.jpg'], **FAST)
+    assert not any((tmp_path/'elsewhere').iterdir())
 
 # --- small contracts -----------------------------------------------------------------------------
 
