@@ -233,4 +233,11 @@ d = { 'settings': { 'branch': 'main',
                                     'iwildcam_nb.scenes._wrinkles': ('scenes.html#_wrinkles', 'iwildcam_nb/scenes.py'),
                                     'iwildcam_nb.scenes.draw_animal': ('scenes.html#draw_animal', 'iwildcam_nb/scenes.py'),
                                     'iwildcam_nb.scenes.make_scene': ('scenes.html#make_scene', 'iwildcam_nb/scenes.py'),
-                                    'iwildcam_nb.scenes.to_infrared': ('scenes.html#to_infrared', 'iwildcam_nb/scenes.py')}}}
+                                    'iwildcam_nb.scenes.to_infrared': ('scenes.html#to_infrared', 'iwildcam_nb/scenes.py')},
+            'iwildcam_nb.vocab': { 'iwildcam_nb.vocab._col_ids': ('vocab.html#_col_ids', 'iwildcam_nb/vocab.py'),
+                                   'iwildcam_nb.vocab._first_bad_row': ('vocab.html#_first_bad_row', 'iwildcam_nb/vocab.py'),
+                                   'iwildcam_nb.vocab.check_probs': ('vocab.html#check_probs', 'iwildcam_nb/vocab.py'),
+                                   'iwildcam_nb.vocab.class_vocab': ('vocab.html#class_vocab', 'iwildcam_nb/vocab.py'),
+                                   'iwildcam_nb.vocab.read_probs': ('vocab.html#read_probs', 'iwildcam_nb/vocab.py'),
+                                   'iwildcam_nb.vocab.vocab_names': ('vocab.html#vocab_names', 'iwildcam_nb/vocab.py'),
+                                   'iwildcam_nb.vocab.write_probs': ('vocab.html#write_probs', 'iwildcam_nb/vocab.py')}}}
