@@ -1,0 +1,117 @@
+"""Sequence stage: the vote ignores empty frames, detector rules fire as documented, the counting rules on hand-built
+cases, seq_preds shape, bad input, and speed on an iWildCam-sized table."""
+import time
+import numpy as np, pandas as pd
+import pytest
+from iwildcam_nb.core import InputError
+from iwildcam_nb.sequences import (VoteConfig, CountConfig, seq_vote, decide_sequences, count_sequences, count_max_frame,
+                                   count_mode_frame, count_tracks, predict_sequences, check_image_preds, special_ids)
+
+CATS = pd.DataFrame({'category_id': [0, 3, 10, 75], 'name': ['empty', 'agouti', 'ocelot', 'Human']})
+
+def preds_of(seq_labels):
+    "image_preds from {seq_id: [labels]}; score 0.9."
+    rows = [(f'{s}_{k}', s, l) for s, ls in seq_labels.items() for k, l in enumerate(ls)]
+    return pd.DataFrame(rows, columns=['image_id', 'seq_id', 'label']).assign(score=.9)
+
+def images_of(preds):
+    return preds[['image_id', 'seq_id']].assign(frame_num=preds.groupby('seq_id').cumcount())
+
+def box(image_id, det_idx=0, category='animal', conf=.95, x=.1, y=.5, w=.1, h=.1):
+    return dict(image_id=image_id, det_idx=det_idx, category=category, conf=conf, x=x, y=y, w=w, h=h)
+
+@pytest.mark.parametrize('n_empty', [0, 1, 5, 20])
+def test_majority_vote_ignores_empty_frames(n_empty):
+    p = preds_of({'s': [0]*n_empty + [3, 3, 10]})
+    assert seq_vote(p).loc['s', 'label'] == 3
+    assert seq_vote(preds_of({'s': [0]*(n_empty + 1)})).loc['s', 'label'] == 0 # empty only if every frame is
+
+def test_mean_prob_vote_needs_probs_and_averages():
+    p = preds_of({'s': [3, 10]})
+    probs = pd.DataFrame({0: [.1, .1], 3: [.5, .1], 10: [.4, .8]}, index=p.image_id)
+    with pytest.raises(InputError, match='needs the probs table'): seq_vote(p, rule='mean_prob')
+    assert seq_vote(p, probs, 'mean_prob').loc['s', 'label'] == 10
+
+def test_detector_rules():
+    p = preds_of({'a': [3, 3], 'b': [3], 'c': [10], 'd': [0, 0]})
+    dets = pd.DataFrame([box('a_0', conf=.9), box('b_0', conf=.2), box('c_0', category='person', conf=.8), box('d_1', conf=.95)])
+    probs = pd.DataFrame(0., index=p.image_id, columns=[0, 3, 10, 75])
+    probs.loc[:, 3] = .9; probs.loc[:, 0] = .1
+    probs.loc['c_0'] = [.1, 0, .9, 0]; probs.loc[['d_0', 'd_1']] = [[.6, .3, .1, 0]]*2
+    s = decide_sequences(p, dets, images_of(p), CATS, probs)
+    assert s.source.to_dict() == {'a': 'vote:majority', 'b': 'vote:majority', 'c': 'detector:person', 'd': 'detector:animal box'}
+    assert s.label.to_dict() == {'a': 3, 'b': 3, 'c': 75, 'd': 3} # b: no box >= .3 but the classifier is 0.9 sure
+    s2 = decide_sequences(p, dets, images_of(p), CATS, probs.assign(**{'3': 0}).drop(columns=3).pipe(lambda d: d.assign(**{'0': 1 - d[10]}).drop(columns=0)).rename(columns=int))
+    assert s2.loc['b', 'source'] == 'detector:no animal' and s2.loc['b', 'label'] == 0
+
+def test_special_ids_by_name():
+    assert special_ids(CATS) == {'person': 75, 'vehicle': None}
+
+def test_count_rule_a_hand_built():
+    "max_frame: the most boxes at or above 0.8 in any one frame, given to the sequence's label."
+    p = preds_of({'s': [3, 3, 3], 'e': [0]})
+    dets = pd.DataFrame([box('s_0', 0, conf=.9), box('s_1', 0, conf=.95), box('s_1', 1, conf=.85, x=.5), box('s_1', 2, conf=.79, x=.7),
+                         box('s_2', 0, conf=.9), box('e_0', 0, conf=.99)])
+    seq = decide_sequences(p, dets, images_of(p), CATS, cfg=VoteConfig(use_detector=False))
+    sp = count_sequences(seq, dets, images_of(p), CATS, cfg=CountConfig(rule='max_frame'))
+    assert sp[['seq_id', 'category_id', 'count']].values.tolist() == [['e', 0, 0], ['s', 3, 2]] # the 0.79 box is not counted
+
+def test_mode_and_tracks_hand_built():
+    b = pd.DataFrame({'seq_id': 's', 'label': 3, 'species': 3, 'image_id': ['f0', 'f1', 'f1', 'f2', 'f3'], 'frame_num': [0, 1, 1, 2, 3],
+                      'x': [.1, .15, .7, .75, .8], 'y': .5, 'w': .1, 'h': .1})
+    assert count_mode_frame(b).iloc[0] == 1
+    assert count_max_frame(b).iloc[0] == 2
+    assert count_tracks(b, CountConfig(link_dist=1.)).iloc[0] == 2 # .1 -> .15 then gone; .7 -> .75 -> .8
+
+def test_tracks_count_single_file_beyond_any_frame():
+    "Five animals walking past in single file, at most two in view: tracks count 5, max_frame 2."
+    rows = [dict(seq_id='s', label=3, species=3, image_id=f'f{t}', frame_num=t, x=.05 + .08*(t - k*3), y=.5, w=.05, h=.05)
+            for k in range(5) for t in range(k*3, k*3 + 4)]
+    b = pd.DataFrame(rows)
+    b = b[(b.x >= 0) & (b.x <= .95)]
+    assert count_max_frame(b).iloc[0] < 5
+    assert count_tracks(b).iloc[0] == 5
+
+def test_two_species_counted_apart():
+    p = preds_of({'s': [3, 3]})
+    dets = pd.DataFrame([box('s_0', 0), box('s_0', 1, x=.6), box('s_1', 0), box('s_1', 1, x=.6)])
+    crops = dets[['image_id', 'det_idx']].assign(crop_id=['c0', 'c1', 'c2', 'c3'])
+    crop_probs = pd.DataFrame({0: [0.]*4, 3: [.9, .1, .9, .1], 10: [.1, .9, .1, .9]}, index=crops.crop_id)
+    seq = seq_vote(p)
+    sp = count_sequences(seq, dets, images_of(p), CATS, crop_probs, crops, CountConfig(rule='species_max'))
+    assert dict(zip(sp.category_id, sp['count'])) == {3: 1, 10: 1}
+    sp = count_sequences(seq, dets, images_of(p), CATS, crop_probs, crops, CountConfig(rule='max_frame'))
+    assert dict(zip(sp.category_id, sp['count'])) == {3: 2}
+
+def test_empty_vote_gets_one_zero_row_and_nonempty_min_count():
+    p = preds_of({'e': [0, 0], 'n': [10]})
+    sp = predict_sequences(p, pd.DataFrame([box('e_0', conf=.1)]), images_of(p), CATS, vote=VoteConfig(use_detector=False))
+    assert sp[['seq_id', 'category_id', 'count']].values.tolist() == [['e', 0, 0], ['n', 10, 1]]
+
+def test_bad_input():
+    p = preds_of({'s': [3]})
+    with pytest.raises(InputError, match="image_preds: row 's_0': seq_id is missing"): check_image_preds(p.assign(seq_id=None))
+    with pytest.raises(InputError, match='image appears twice'): check_image_preds(pd.concat([p, p]))
+    with pytest.raises(InputError, match='rule'): VoteConfig(rule='plurality')
+    with pytest.raises(InputError, match='rule'): CountConfig(rule='guess')
+    with pytest.raises(InputError, match='detections: conf: required column is missing'):
+        decide_sequences(p, pd.DataFrame([box('s_0')]).drop(columns='conf'), images_of(p), CATS)
+    probs = pd.DataFrame({0: [.5], 3: [.5]}, index=['other'])
+    with pytest.raises(InputError, match="probs: row 'other': image is not in image_preds"): seq_vote(p, probs, 'mean_prob')
+
+def test_speed_at_iwildcam_scale():
+    "Vote and count on 260k images, 60k sequences, 300k boxes: about 5 s on one loaded core; the bound leaves room for a busy CI machine."
+    rng = np.random.default_rng(0)
+    n, ns = 260_000, 60_000
+    seq = np.sort(rng.integers(0, ns, n)).astype(str)
+    p = pd.DataFrame({'image_id': np.arange(n).astype(str), 'seq_id': seq, 'label': rng.choice([0, 3, 10], n), 'score': rng.uniform(.3, 1, n)})
+    im = p[['image_id', 'seq_id']].assign(frame_num=p.groupby('seq_id').cumcount())
+    nb = 300_000
+    dets = pd.DataFrame({'image_id': rng.integers(0, n, nb).astype(str), 'category': rng.choice(['animal', 'person'], nb, p=[.95, .05]),
+                         'conf': rng.uniform(0, 1, nb), 'x': rng.uniform(0, .8, nb), 'y': rng.uniform(0, .8, nb), 'w': .1, 'h': .1})
+    dets['det_idx'] = dets.groupby('image_id').cumcount()
+    t = time.perf_counter()
+    sp = predict_sequences(p, dets, im, CATS)
+    secs = time.perf_counter() - t
+    assert set(sp.seq_id) == set(p.seq_id)
+    assert secs < 20, f'{secs:.1f} s'
