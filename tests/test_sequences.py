@@ -1,12 +1,17 @@
 """Sequence stage: the vote ignores empty frames, detector rules fire as documented, the counting rules on hand-built
-cases, seq_preds shape, bad input, and speed on an iWildCam-sized table."""
-import time
+cases, seq_preds shape, bad input, and the whole stage on the benchmark's generated iWildCam-shaped set at 1/100 size
+(speed is measured by benchmarks/bench_aggregate.py, not here)."""
+import importlib.util, subprocess, sys
+from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
 from iwildcam_nb.core import InputError
-from iwildcam_nb.sequences import (VoteConfig, CountConfig, seq_vote, decide_sequences, count_sequences, count_max_frame,
+from iwildcam_nb.metrics import sequences_to_submit, submission_2021, submission_2020, seq_pred_labels, write_submission, read_submission
+from iwildcam_nb.vocab import class_vocab
+from iwildcam_nb.sequences import (VoteConfig, CountConfig, count_boxes, seq_vote, decide_sequences, count_sequences, count_max_frame,
                                    count_mode_frame, count_tracks, predict_sequences, check_image_preds, special_ids)
 
+ROOT = Path(__file__).resolve().parent.parent
 CATS = pd.DataFrame({'category_id': [0, 3, 10, 75], 'name': ['empty', 'agouti', 'ocelot', 'Human']})
 
 def preds_of(seq_labels):
@@ -99,19 +104,76 @@ def test_bad_input():
     probs = pd.DataFrame({0: [.5], 3: [.5]}, index=['other'])
     with pytest.raises(InputError, match="probs: row 'other': image is not in image_preds"): seq_vote(p, probs, 'mean_prob')
 
-def test_speed_at_iwildcam_scale():
-    "Vote and count on 260k images, 60k sequences, 300k boxes: about 5 s on one loaded core; the bound leaves room for a busy CI machine."
-    rng = np.random.default_rng(0)
-    n, ns = 260_000, 60_000
-    seq = np.sort(rng.integers(0, ns, n)).astype(str)
-    p = pd.DataFrame({'image_id': np.arange(n).astype(str), 'seq_id': seq, 'label': rng.choice([0, 3, 10], n), 'score': rng.uniform(.3, 1, n)})
-    im = p[['image_id', 'seq_id']].assign(frame_num=p.groupby('seq_id').cumcount())
-    nb = 300_000
-    dets = pd.DataFrame({'image_id': rng.integers(0, n, nb).astype(str), 'category': rng.choice(['animal', 'person'], nb, p=[.95, .05]),
-                         'conf': rng.uniform(0, 1, nb), 'x': rng.uniform(0, .8, nb), 'y': rng.uniform(0, .8, nb), 'w': .1, 'h': .1})
-    dets['det_idx'] = dets.groupby('image_id').cumcount()
-    t = time.perf_counter()
-    sp = predict_sequences(p, dets, im, CATS)
-    secs = time.perf_counter() - t
-    assert set(sp.seq_id) == set(p.seq_id)
-    assert secs < 20, f'{secs:.1f} s'
+def _bench():
+    "The generator of benchmarks/bench_aggregate.py (the same iWildCam-shaped set the speed is measured on)."
+    spec = importlib.util.spec_from_file_location('bench_aggregate', ROOT/'benchmarks'/'bench_aggregate.py')
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    return m
+
+@pytest.fixture(scope='module')
+def generated():
+    "The benchmark's set at 1/100 of iWildCam 2021's test set: 2,600 images, 600 sequences, 3,000 boxes, 200 classes."
+    return _bench().make_set(0.01, seed=1)
+
+def test_generated_set_is_iwildcam_shaped(generated):
+    d = generated; im = d['images']
+    assert len(im) == 2600 and im.seq_id.nunique() == 600 and len(d['dets']) == 3000
+    n = im.groupby('seq_id').frame_num.agg(['size', 'min', 'max'])
+    assert n['size'].between(1, 10).all() and (n['min'] == 0).all() and (n['max'] == n['size'] - 1).all()
+    assert (d['probs'].index == d['preds'].image_id).all()
+    np.testing.assert_allclose(d['probs'].sum(axis=1), 1, atol=1e-5)
+    assert (d['dets'].groupby('image_id').det_idx.agg(lambda x: sorted(x) == list(range(len(x))))).all()
+
+def _max_frame_by_hand(seq, dets, images, cats, conf):
+    "max_frame as a plain loop: the most boxes of the label's detector kind at >= conf in one image, at least 1."
+    kind = {i: k for k, i in special_ids(cats).items() if i is not None}
+    d = dets[dets.conf >= conf].merge(images[['image_id', 'seq_id']], on='image_id')
+    most = d.groupby(['seq_id', 'category', 'image_id']).size().groupby(level=[0, 1]).max().to_dict()
+    return {s: max(1, int(most.get((s, kind.get(lab, 'animal')), 0))) for s, lab in seq.label.items() if lab != 0}
+
+@pytest.mark.parametrize('rule', ['max_frame', 'mode_frame', 'species_max', 'tracks'])
+@pytest.mark.parametrize('vote', ['majority', 'mean_prob'])
+def test_seq_preds_on_generated_set(generated, vote, rule):
+    "Every sequence once, its decided label among its rows, counts >= 0, empty sequences exactly (0, 0): on the benchmark's set."
+    d = generated
+    seq = decide_sequences(d['preds'], d['dets'], d['images'], d['categories'], d['probs'], VoteConfig(rule=vote))
+    sp = count_sequences(seq, d['dets'], d['images'], d['categories'], d['crop_probs'], d['crops'], CountConfig(rule=rule))
+    assert set(sp.seq_id) == set(d['images'].seq_id) and not sp.duplicated(['seq_id', 'category_id']).any()
+    assert (sp['count'] >= 0).all() and sp['count'].dtype.kind == 'i'
+    assert seq.source.str.startswith('detector:').any() and (seq.label == 0).any() and (seq.label != 0).any() # the set exercises the rules
+    rows = sp.groupby('seq_id').category_id.agg(list)
+    empty = seq.index[seq.label == 0]
+    assert (rows[empty].map(len) == 1).all() and (sp.set_index('seq_id').loc[empty, ['category_id', 'count']] == 0).all().all()
+    ne = seq[seq.label != 0]
+    assert not any(0 in rows[s] for s in ne.index) and (sp[sp.seq_id.isin(ne.index)].groupby('seq_id')['count'].sum() >= 1).all()
+    top = sp.set_index(['seq_id', 'category_id'])['count']
+    if rule in ('max_frame', 'mode_frame'): # label rules: the decided label is counted, at least min_count (species rules may move every box to another species)
+        assert (top.reindex(list(zip(ne.index, ne.label))) >= 1).all()
+    if rule == 'max_frame': assert {s: int(top[s, l]) for s, l in ne.label.items()} == _max_frame_by_hand(seq, d['dets'], d['images'], d['categories'], .8)
+
+def test_tracks_bound_by_frames_and_boxes(generated):
+    "At the same confidence and without crops, tracks count at least the most boxes of any frame and at most all boxes."
+    d = generated
+    seq = decide_sequences(d['preds'], d['dets'], d['images'], d['categories'], d['probs'])
+    cfg = dict(conf=.5, min_count=0)
+    b = count_boxes(seq, d['dets'], d['images'], d['categories'], cfg=CountConfig(rule='tracks', **cfg))
+    tr = count_tracks(b, CountConfig(rule='tracks', **cfg))
+    assert len(tr) > 100 and tr.index.equals(count_max_frame(b, 'species').index)
+    assert (tr >= count_max_frame(b, 'species')).all() and (tr <= b.groupby(['seq_id', 'species']).size()).all()
+    assert (tr < b.groupby(['seq_id', 'species']).size()).any() # some boxes were linked
+
+def test_submissions_of_generated_set(generated, tmp_path):
+    d = generated
+    sp = predict_sequences(d['preds'], d['dets'], d['images'], d['categories'], d['probs'], d['crop_probs'], d['crops'])
+    s21 = submission_2021(sp, sequences_to_submit(d['images']), class_vocab(d['categories']))
+    assert len(s21) == 600 and s21.shape[1] == 200 and s21.iloc[:, 1:].to_numpy().sum() == sp['count'].sum()
+    s20 = submission_2020(seq_pred_labels(sp), d['images'])
+    assert (s20.Id == d['images'].image_id).all()
+    assert read_submission(write_submission(s21, tmp_path/'s21.csv')).shape == (600, 199)
+
+def test_benchmark_runs_small():
+    "benchmarks/bench_aggregate.py at 1/100 size, scales 1 and 2: it runs, checks its output and prints the table and growth."
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'bench_aggregate.py'), '--fraction', '0.01', '--scales', '1,2', '--repeat', '1',
+                        '--rule', 'all'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for s in ('vote:mean_prob', 'count:species_max', 'write 2021', 'total', 'growth: total 2x/1x', 'no verdict'): assert s in r.stdout
