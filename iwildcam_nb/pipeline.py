@@ -92,7 +92,7 @@ class Steps:
         "Call `fn()` unless step `name` finished with the same `opts` and its `outputs` exist."
         rec, fp = self.done(), fingerprint(opts)
         if not self.rerun and rec.get(name) == fp and all(Path(o).exists() for o in outputs):
-            log.warning('%s: already done, skipped', name); return 'skipped'
+            log.info('%s: already done, skipped', name); return 'skipped'
         self.rerun = True
         t0 = time.time(); fn()
         write_json({**self.done(), name: fp}, self.path)

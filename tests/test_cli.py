@@ -43,7 +43,7 @@ def test_output_that_is_a_file_is_one_line_error(tmp_path):
 def test_demo_does_not_reuse_a_different_sample(tmp_path):
     "A sample with the demo's seed but another size is not the demo's data set: the demo makes its own."
     assert iwn('sample', tmp_path/'d'/'data', '--width', 64, '--height', 48, '--seqs_per_location', 1).returncode == 0
-    r = iwn('demo', '--out', tmp_path/'d', '--quiet')
+    r = iwn('demo', '--out', tmp_path/'d', '--quiet', '--arch', 'tiny', '--epochs', 1, '--no_pretrained')
     assert r.returncode == 0, r.stderr
     assert 'using the data set already in' not in r.stdout
     from PIL import Image
@@ -138,11 +138,59 @@ def test_missing_detections_file(tiny, tmp_path):
     r = iwn('crops', '--images', tiny/'train', '--detections', tmp_path/'nope.json', '--out', tmp_path/'c', '--quiet')
     assert r.returncode == 2 and 'nope.json' in r.stderr and 'file not found' in r.stderr
 
-def test_demo_end_to_end(tmp_path):
-    r = iwn('demo', '--out', tmp_path/'demo', '--quiet')
+@pytest.fixture(scope='module')
+def demo_out(tmp_path_factory):
+    "The real demo (EfficientNet-Lite0 with its offline weights, the quick recipe), run once for the tests below."
+    out = tmp_path_factory.mktemp('demo')/'demo'
+    r = iwn('demo', '--out', out, '--quiet')
     assert r.returncode == 0, r.stderr
-    for word in ('images', 'sequences', 'locations', 'species', 'detections'): assert word in r.stdout
-    assert (tmp_path/'demo'/'crops'/'train'/'crops.csv').exists()
-    assert len(list((tmp_path/'demo'/'resized'/'test').glob('*.jpg'))) > 0
-    r2 = iwn('demo', '--out', tmp_path/'demo', '--quiet') # a rerun reuses the data set and the finished images
-    assert r2.returncode == 0 and 'using the data set already in' in r2.stdout and ' done' not in r2.stdout
+    return out, r.stdout
+
+def test_demo_end_to_end(demo_out):
+    out, stdout = demo_out
+    for word in ('images', 'sequences', 'locations', 'species', 'detections'): assert word in stdout
+    from iwildcam_nb.metrics import read_submission
+    from iwildcam_nb.data import load_coco
+    test = load_coco(out/'data'/'metadata'/'iwildcam2021_test_information.json').images
+    assert sorted(read_submission(out/'submission_2021.csv').index) == sorted(test.seq_id.unique())
+    assert (out/'report'/'confusion.png').exists() and (out/'models'/'crop.safetensors').exists()
+    s = pd.read_csv(out/'evaluation.csv').set_index('method').score
+    assert s['count: tracks'] < s['always zero'] # counting beats the trivial baseline
+    assert s['crop model (no crop: empty)'] > 0.5 # 6 classes: chance is 0.17
+
+def test_demo_rerun_skips_every_step(demo_out):
+    out, _ = demo_out
+    r2 = iwn('demo', '--out', out, '--quiet') # a rerun reuses the data set and every finished step
+    assert r2.returncode == 0 and 'using the data set already in' in r2.stdout
+    assert r2.stdout.count('skipped') == 6, r2.stdout
+
+def test_score_command(demo_out):
+    out, _ = demo_out
+    r = iwn('score', out/'submission_2021.csv', out/'data'/'metadata'/'sample_sequence_counts.csv')
+    assert r.returncode == 0, r.stderr
+    assert 'MCRMSE' in r.stdout and 'SCRSSE' in r.stdout
+
+def test_score_refuses_mismatched_truth(demo_out, tmp_path):
+    out, _ = demo_out
+    truth = pd.read_csv(out/'data'/'metadata'/'sample_sequence_counts.csv')
+    truth.loc[len(truth)] = ['not-a-sequence', 'test', 3, 1]
+    truth.to_csv(tmp_path/'truth.csv', index=False)
+    r = iwn('score', out/'submission_2021.csv', tmp_path/'truth.csv')
+    assert r.returncode == 2 and r.stderr.startswith('error: ') and 'not-a-sequence' in r.stderr
+
+def test_predict_refuses_tampered_model(demo_out, tmp_path):
+    out, _ = demo_out
+    for f in ('crop.safetensors', 'crop.json'): shutil.copy(out/'models'/f, tmp_path/f)
+    meta = json.loads((tmp_path/'crop.json').read_text()); meta['vocab'] = meta['vocab'][:-1]
+    (tmp_path/'crop.json').write_text(json.dumps(meta))
+    r = iwn('predict', '--model', tmp_path/'crop', '--folder', out/'crops'/'test', '--out', tmp_path/'p.csv')
+    assert r.returncode == 2 and r.stderr.startswith('error: ') and 'crop.json' in r.stderr, r.stderr
+
+def test_train_without_offline_weights_says_what_to_do(tiny, tmp_path):
+    r = iwn('crops', '--images', tiny/'train', '--detections', tiny/'metadata'/'iwildcam2021_megadetector_results.json',
+            '--coco', tiny/'metadata'/'iwildcam2021_train_annotations.json', '--out', tmp_path/'c', '--quiet')
+    assert r.returncode == 0, r.stderr
+    r = iwn('train', '--kind', 'crop', '--folder', tmp_path/'c', '--coco', tiny/'metadata'/'iwildcam2021_train_annotations.json',
+            '--out', tmp_path/'m', '--arch', 'resnet50', '--size', 32, '--epochs', 1, '--quiet')
+    assert r.returncode == 2 and r.stderr.startswith('error: ') and 'Traceback' not in r.stderr
+    assert 'weights' in r.stderr
