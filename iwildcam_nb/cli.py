@@ -5,14 +5,13 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'sample', 'summary', 'resize', 'crops', 'train', 'predict', 'run', 'score', 'demo', 'main']
 
-# %% ../nbs/10_cli.ipynb #7ad95330
-import logging, sys
+# %% ../nbs/10_cli.ipynb #cae14805
+import logging, sys, warnings
 from pathlib import Path
 from fastcore.script import Param, anno_parser
-from fastcore.imports import in_notebook
 from .core import InputError, write_csv
 
-# %% ../nbs/10_cli.ipynb #174f1db2
+# %% ../nbs/10_cli.ipynb #6100f5e2
 def sample(out_dir:str, # folder to write the data set into (created; an earlier sample there is replaced)
            seed:int=0, # random seed: the same seed writes the same bytes
            width:int=320, # image width in pixels
@@ -25,7 +24,7 @@ def sample(out_dir:str, # folder to write the data set into (created; an earlier
     print(f"wrote {out}")
     return out
 
-# %% ../nbs/10_cli.ipynb #0d32378c
+# %% ../nbs/10_cli.ipynb #2dfd43f5
 def summary(data:str, # a folder written by `iwildcam-nb sample`
            ):
     "Print what a sample data set holds, per split and per species, as the data layer loads it."
@@ -34,13 +33,13 @@ def summary(data:str, # a folder written by `iwildcam-nb sample`
     print(summarize_sample(tables).to_string(), '\n')
     print(species_table(tables).to_string(), '\n')
 
-# %% ../nbs/10_cli.ipynb #c8d94caa
+# %% ../nbs/10_cli.ipynb #695f8893
 def _report(res, what:str, out):
     "Print what a preprocessing run did (the stage's own one-line summary), and where its failure list is."
     print(f"{res.attrs.get('summary', what)}  -> {out}")
     if (res.status == 'failed').any(): print(f"  failures listed in {res.attrs.get('failures')}")
 
-# %% ../nbs/10_cli.ipynb #8570a09a
+# %% ../nbs/10_cli.ipynb #5e19e3f8
 def resize(src:str, # folder of source images
            dst:str, # output folder (same relative paths)
            size:int=256, # pixels on the longest side (shortest with --shortest)
@@ -62,7 +61,7 @@ def resize(src:str, # folder of source images
     _report(res, 'resize', dst)
     return res
 
-# %% ../nbs/10_cli.ipynb #82ccb4da
+# %% ../nbs/10_cli.ipynb #77ab57d3
 _IMAGES = Param('folder of the frames', str, required=True)
 _DETECTIONS = Param('MegaDetector results JSON (iWildCam id-keyed form or batch format 1.x)', str, required=True)
 _OUT = Param('folder for the crops and crops.csv', str, required=True)
@@ -89,12 +88,20 @@ def crops(images:_IMAGES=None, detections:_DETECTIONS=None, out:_OUT=None,
     _report(res, 'crops', out)
     return res
 
-# %% ../nbs/10_cli.ipynb #6327704e
+# %% ../nbs/10_cli.ipynb #8ad00110
 _KIND = Param("'full' (resized frames) or 'crop' (detector crops)", str, choices=['full', 'crop'], required=True)
+_COCO = Param('COCO-CameraTraps training file: images, labels, categories', str, required=True)
+_MODEL = Param('a saved model: its .safetensors or .json file, or their stem', str, required=True)
+_TRAIN_JSON = Param('COCO-CameraTraps training annotations', str, required=True)
+_TEST_JSON = Param('COCO-CameraTraps test information', str, required=True)
+_MEGADETECTOR = Param('MegaDetector results for the training and test images', str, required=True)
+_TRAIN_IMAGES = Param('folder of the training photos', str, required=True)
+_TEST_IMAGES = Param('folder of the test photos', str, required=True)
 _FOLDER = Param('resized frames (full) or a crops folder with crops.csv (crop)', str, required=True)
+_PROBS_OUT = Param('CSV file for the probability table', str, required=True)
 
 def train(kind:_KIND=None, folder:_FOLDER=None,
-          coco:Param('COCO-CameraTraps training file: images, labels, categories', str, required=True)=None,
+          coco:_COCO=None,
           out:str='models', # folder for KIND.safetensors and KIND.json
           arch:str=None, # backbone: resnet50 (seed), tf_efficientnet_lite0 (offline weights), tiny (tests)
           size:int=None, # training size in pixels (seed: 128)
@@ -117,9 +124,9 @@ def train(kind:_KIND=None, folder:_FOLDER=None,
     if is_main_process(): print(f"wrote {path}")
     return path
 
-def predict(model:Param('a saved model: its .safetensors or .json file, or their stem', str, required=True)=None,
+def predict(model:_MODEL=None,
             folder:_FOLDER=None,
-            out:Param('CSV file for the probability table', str, required=True)=None,
+            out:_PROBS_OUT=None,
             coco:str=None, # full model: COCO file listing the frames (default: every image in FOLDER, named <image_id>.jpg)
             no_tta:bool=False, # plain predictions, no test-time augmentation
             bs:int=64, # batch size
@@ -133,16 +140,16 @@ def predict(model:Param('a saved model: its .safetensors or .json file, or their
     print(f"{len(probs)} rows x {probs.shape[1]} classes -> {out}")
     return probs
 
-# %% ../nbs/10_cli.ipynb #1b6bdadf
+# %% ../nbs/10_cli.ipynb #0f36d7ed
 def _inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts):
     from iwildcam_nb.pipeline import Inputs
     return Inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts)
 
-def run(train_json:Param('COCO-CameraTraps training annotations', str, required=True)=None,
-        test_json:Param('COCO-CameraTraps test information', str, required=True)=None,
-        megadetector:Param('MegaDetector results for the training and test images', str, required=True)=None,
-        train_images:Param('folder of the training photos', str, required=True)=None,
-        test_images:Param('folder of the test photos', str, required=True)=None,
+def run(train_json:_TRAIN_JSON=None,
+        test_json:_TEST_JSON=None,
+        megadetector:_MEGADETECTOR=None,
+        train_images:_TRAIN_IMAGES=None,
+        test_images:_TEST_IMAGES=None,
         out:str='run_out', # output folder (a rerun resumes)
         test_labels:str=None, # COCO file with the test images' labels: adds an evaluation
         test_counts:str=None, # true counts per test sequence: adds an evaluation
@@ -168,9 +175,9 @@ def _run(inp, out, cfg, quiet:bool=False):
     write_csv(ev, Path(out)/'evaluation.csv')
     print(f"\nreport: {make_report(inp, out, cfg)}")
 
-# %% ../nbs/10_cli.ipynb #b3f714d4
-def score(submission:Param('submission CSV (iWildCam 2021 counts or 2020 labels)', str, required=True)=None,
-          truth:Param('truth CSV: 2021 counts, seq_id,split,category_id,count, Id,Category or image_id,category_id', str, required=True)=None,
+# %% ../nbs/10_cli.ipynb #4935eb5a
+def score(submission:str, # submission CSV (iWildCam 2021 counts or 2020 labels)
+          truth:str, # truth CSV: 2021 counts; seq_id,split,category_id,count; Id,Category; or image_id,category_id
           split:str='test', # rows of this split, for a truth file with a split column
          ):
     "Print the iWildCam scores of SUBMISSION against TRUTH (MCRMSE and SCRSSE, or accuracy)."
@@ -179,7 +186,7 @@ def score(submission:Param('submission CSV (iWildCam 2021 counts or 2020 labels)
     print(format_scores(s))
     return s
 
-# %% ../nbs/10_cli.ipynb #3b5329e1
+# %% ../nbs/10_cli.ipynb #3ddfe12d
 def demo(out:str='demo_out', # folder for the data set and everything made from it
          seed:int=0, # random seed of the embedded data set
          arch:str=None, # backbone of both models (default: tf_efficientnet_lite0, offline ImageNet weights)
@@ -203,7 +210,7 @@ def demo(out:str='demo_out', # folder for the data set and everything made from 
 
 def _section(title:str): print(f"\n== {title}")
 
-# %% ../nbs/10_cli.ipynb #f950a9f7
+# %% ../nbs/10_cli.ipynb #861d6fdf
 COMMANDS = dict(demo=demo, run=run, sample=sample, summary=summary, resize=resize, crops=crops,
                 train=train, predict=predict, score=score)
 
@@ -212,7 +219,7 @@ def _usage()->str:
     lines = ["usage: iwildcam-nb COMMAND [options]   (iwildcam-nb COMMAND --help for its options)", "", "commands:"]
     return '\n'.join(lines + [f"  {k:<8} {f.__doc__}" for k,f in COMMANDS.items()])
 
-# %% ../nbs/10_cli.ipynb #588f69b5
+# %% ../nbs/10_cli.ipynb #ba4f4069
 def main(argv:list|None=None)->int:
     "Console entry point: dispatch `iwildcam-nb COMMAND ...` to the subcommand of that name."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -223,6 +230,7 @@ def main(argv:list|None=None)->int:
     args = vars(anno_parser(cmd, prog=f"iwildcam-nb {argv[0]}").parse_args(argv[1:]))
     args.pop('pdb', None); args.pop('xtra', None)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(message)s') # skips and clipped boxes; counts are printed
+    warnings.filterwarnings('ignore', category=FutureWarning, module=r'(torch|timm|fastai)\b') # their deprecations are not the user's to fix
     try: cmd(**args)
     except Exception as e:
         if not isinstance(e, _user_errors()): raise
@@ -234,5 +242,5 @@ def _user_errors()->tuple:
     bb = sys.modules.get('iwildcam_nb.backbones') # missing pretrained weights: only once a model was built
     return (InputError, ValueError, OSError) + ((bb.WeightsUnavailable,) if bb else ())
 
-# %% ../nbs/10_cli.ipynb #b70875b0
-if __name__ == '__main__' and not in_notebook(): sys.exit(main()) # `python -m iwildcam_nb.cli`, as `torchrun -m` starts it
+# %% ../nbs/10_cli.ipynb #6e06854b
+if __name__ == '__main__' and getattr(globals().get('__spec__'), 'name', '') == 'iwildcam_nb.cli': sys.exit(main()) # `python -m iwildcam_nb.cli` (torchrun -m)

@@ -4,7 +4,6 @@
 
 # %% ../nbs/03a_distributed.ipynb #e2fc697e
 from __future__ import annotations
-import os
 from contextlib import contextmanager
 import torch, torch.distributed as dist
 from fastai.learner import Learner

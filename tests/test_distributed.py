@@ -1,7 +1,5 @@
 """Training under `torchrun` on two CPU processes (gloo), through the command line as a user starts it."""
-import json, os, shutil, subprocess, sys
-from pathlib import Path
-import pytest
+import json, os, subprocess, sys
 
 def test_torchrun_two_cpu_processes_train_one_model(tmp_path):
     from iwildcam_nb.sample import make_sample, SAMPLE_FILES
