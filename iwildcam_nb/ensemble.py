@@ -11,7 +11,7 @@ from .core import InputError, write_csv
 from .vocab import check_probs, write_probs, _col_ids
 
 # %% auto #0
-__all__ = ['NO_CROP_RULES', 'CROP_RULES', 'EnsembleConfig', 'check_crops', 'crop_image_probs', 'ensemble_probs', 'image_labels',
+__all__ = ['NO_CROP_RULES', 'CROP_RULES', 'EnsembleConfig', 'check_crops', 'crop_image_probs', 'ensemble_probs', 'label_images',
            'ensemble_files', 'simulate_probs', 'box_iou', 'box_truth']
 
 # %% ../nbs/06_ensemble.ipynb #1d2b435b
@@ -140,7 +140,7 @@ def _empty_without_crop(a:np.ndarray, has:np.ndarray, cols:list, sure:float, src
     return np.where(to_empty, 'no box: empty', src)
 
 # %% ../nbs/06_ensemble.ipynb #f4f897b6
-def image_labels(probs:pd.DataFrame, # probs per image_id (e.g. `ensemble_probs`'s)
+def label_images(probs:pd.DataFrame, # probs per image_id (e.g. `ensemble_probs`'s)
                  images:pd.DataFrame, # images table: image_id, seq_id, ...
                  source:pd.Series|str='ensemble', # per-image source (as `ensemble_probs` returns) or one for all
                 )->pd.DataFrame: # image_preds: image_id, seq_id, label, score, source
@@ -173,7 +173,7 @@ def ensemble_files(full_csv, # full-model probs CSV (`iwildcam_nb.vocab.write_pr
     probs, src = ensemble_probs(read_probs(full_csv), read_probs(crop_csv), pd.read_csv(crops_csv, dtype={'crop_id': str, 'image_id': str}),
                                 vocab, cfg, images)
     write_probs(probs, Path(out_dir)/'ensemble_probs.csv')
-    preds = image_labels(probs, images, src)
+    preds = label_images(probs, images, src)
     write_csv(preds, Path(out_dir)/'image_preds.csv')
     return preds
 

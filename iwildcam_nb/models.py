@@ -15,14 +15,14 @@ from .data import split_by_location
 from .vocab import class_vocab, vocab_names
 
 # %% auto #0
-__all__ = ['CROP_COLS', 'KINDS', 'RESIZE_METHODS', 'RECIPES', 'QUICK', 'MODEL_FORMAT', 'MODEL_VERSION', 'image_labels',
+__all__ = ['CROP_COLS', 'KINDS', 'RESIZE_METHODS', 'RECIPES', 'QUICK', 'MODEL_FORMAT', 'MODEL_VERSION', 'labels_per_image',
            'full_items', 'read_crops', 'crop_items', 'check_files', 'add_valid', 'Recipe', 'get_recipe',
            'make_datablock', 'make_dls', 'make_learner', 'quiet', 'fit_recipe', 'training_items', 'train_learner',
            'heldout_items', 'baselines', 'model_paths', 'model_meta', 'save_model', 'recipe_from', 'template_dls',
            'load_model', 'train']
 
 # %% ../nbs/04_models.ipynb #7bbe64c1
-def image_labels(labels:pd.DataFrame, # labels table: image_id, category_id (one row per annotation)
+def labels_per_image(labels:pd.DataFrame, # labels table: image_id, category_id (one row per annotation)
                  vocab:list[int], # class vocabulary (see `vocab.class_vocab`)
                 )->pd.Series: # category_id per image_id
     "One label per image, checked against the vocabulary; an image with several species keeps its first."
@@ -35,7 +35,7 @@ def image_labels(labels:pd.DataFrame, # labels table: image_id, category_id (one
 # %% ../nbs/04_models.ipynb #70f9c119
 def _with_labels(items:pd.DataFrame, labels:pd.DataFrame|None, vocab:list[int]|None)->pd.DataFrame:
     "`items` with the `category_id` of its `image_id` (NA when unlabeled or no labels are given)."
-    lab = image_labels(labels, vocab) if labels is not None else pd.Series(dtype='Int64')
+    lab = labels_per_image(labels, vocab) if labels is not None else pd.Series(dtype='Int64')
     return items.assign(category_id=items.image_id.map(lab).astype('Int64'))
 
 def full_items(images:pd.DataFrame, # images table: image_id, file_name, location

@@ -11,7 +11,7 @@ import pandas as pd
 from .core import InputError, log, read_json, write_json, write_csv
 from .vocab import class_vocab, read_probs, write_probs
 from .data import load_coco, load_megadetector
-from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, image_labels
+from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
 from .sequences import VoteConfig, CountConfig, predict_sequences, COUNT_RULES
 from . import metrics
 
@@ -142,7 +142,7 @@ def aggregate(t:dict, out:Path, cfg:RunConfig)->dict:
     full, crop = read_probs(out/PROBS['full'], vocab), read_probs(out/PROBS['crop'], vocab)
     crops = read_crops_table(out)
     probs, source = ensemble_probs(full, crop, crops, vocab, cfg.ensemble, test)
-    preds = image_labels(probs, test, source)
+    preds = label_images(probs, test, source)
     dets = t['detections'][t['detections'].image_id.isin(test.image_id)]
     seq = predict_sequences(preds, dets, test, t['categories'], probs, crop, crops, cfg.vote, cfg.count)
     write_probs(probs, out/'preds'/'ensemble_probs.csv'); write_csv(preds, out/'preds'/'image_preds.csv')

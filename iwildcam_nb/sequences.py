@@ -403,7 +403,7 @@ def count_sequences(seq:pd.DataFrame, # decided sequences (`decide_sequences`)
     return seq_preds_table(seq, _rule_counts(b, si, uniq, cfg), cfg)
 
 # %% ../nbs/07_sequences.ipynb #3db2481d
-def predict_sequences(preds:pd.DataFrame, # image_preds (`iwildcam_nb.ensemble.image_labels`)
+def predict_sequences(preds:pd.DataFrame, # image_preds (`iwildcam_nb.ensemble.label_images`)
                       dets:pd.DataFrame, # detections
                       images:pd.DataFrame, # images table
                       categories:pd.DataFrame, # categories table

@@ -4,7 +4,7 @@ import subprocess, sys
 import numpy as np, pandas as pd
 import pytest
 from iwildcam_nb.core import InputError
-from iwildcam_nb.ensemble import EnsembleConfig, ensemble_probs, image_labels, simulate_probs, box_truth
+from iwildcam_nb.ensemble import EnsembleConfig, ensemble_probs, label_images, simulate_probs, box_truth
 
 VOCAB = [0, 3, 10]
 
@@ -65,16 +65,16 @@ def test_bad_input(mutate, match):
     f, c, cr, im = mutate(*tables(2))
     with pytest.raises(InputError, match=match): ensemble_probs(f, c, cr, VOCAB, images=im)
 
-def test_image_labels_bad_input():
+def test_label_images_bad_input():
     full, crop, crops, images = tables(3)
-    with pytest.raises(InputError, match="probs: row 'im0': image 'im0' is not in the images table"): image_labels(full, images.iloc[1:])
+    with pytest.raises(InputError, match="probs: row 'im0': image 'im0' is not in the images table"): label_images(full, images.iloc[1:])
     with pytest.raises(InputError, match="images: row 'im5': seq_id is missing"):
-        image_labels(full, images.assign(seq_id=images.seq_id.where(images.image_id != 'im5')))
-    with pytest.raises(InputError, match='probs: row'): image_labels(full*2, images)
+        label_images(full, images.assign(seq_id=images.seq_id.where(images.image_id != 'im5')))
+    with pytest.raises(InputError, match='probs: row'): label_images(full*2, images)
 
-def test_image_labels_argmax():
+def test_label_images_argmax():
     full, crop, crops, images = tables(4)
-    ip = image_labels(full, images)
+    ip = label_images(full, images)
     assert ip.label.tolist() == full.idxmax(axis=1).tolist()
     np.testing.assert_allclose(ip.score.to_numpy(), full.max(axis=1).to_numpy(), rtol=1e-6)
     assert (ip.seq_id.to_numpy() == images.seq_id.to_numpy()).all()
