@@ -141,10 +141,6 @@ def predict(model:_MODEL=None,
     return probs
 
 # %% ../nbs/10_cli.ipynb #0f36d7ed
-def _inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts):
-    from iwildcam_nb.pipeline import Inputs
-    return Inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts)
-
 def run(train_json:_TRAIN_JSON=None,
         test_json:_TEST_JSON=None,
         megadetector:_MEGADETECTOR=None,
@@ -158,8 +154,8 @@ def run(train_json:_TRAIN_JSON=None,
         quiet:bool=False, # no progress bars
        ):
     "Run every stage (prepare, train both models, predict with TTA, ensemble, vote, count, submissions) into OUT."
-    from iwildcam_nb.pipeline import RunConfig, quick_config
-    inp = _inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts)
+    from iwildcam_nb.pipeline import Inputs, RunConfig, quick_config
+    inp = Inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts)
     cfg = quick_config(weights=weights) if quick else RunConfig(weights=weights)
     return _run(inp, out, cfg, quiet)
 

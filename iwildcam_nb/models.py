@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_models.ipynb #94ac9ccd
 from __future__ import annotations
-import json, sys
+import json
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -12,6 +12,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from .core import InputError, atomic_path, log, read_json, require, safe_joiner, write_json
 from .data import split_by_location
+from .preprocess import _isatty
 from .vocab import class_vocab, vocab_names
 
 # %% auto #0
@@ -218,8 +219,6 @@ def make_learner(dls, # DataLoaders from `make_dls`
     return learn
 
 # %% ../nbs/04_models.ipynb #f16eb3d5
-def _isatty()->bool: return bool(getattr(sys.stdout, 'isatty', None) and sys.stdout.isatty())
-
 def quiet(learn, # the learner
           show_progress:bool|None=None, # None: progress bars and epoch logs only when stdout is a terminal
          )->ExitStack:
