@@ -13,12 +13,13 @@ from .vocab import class_vocab, read_probs, write_probs
 from .data import load_coco, load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
 from .sequences import VoteConfig, CountConfig, predict_sequences, COUNT_RULES
+from .outputs import write_outputs
 from . import metrics
 
 # %% auto #0
 __all__ = ['PROBS', 'STEPS', 'Inputs', 'sample_inputs', 'load_inputs', 'RunConfig', 'quick_config', 'fingerprint', 'Steps',
            'prepare', 'recipe_for', 'train_models', 'predict_test', 'aggregate', 'write_submissions', 'run',
-           'image_table', 'evaluate', 'counts_long', 'make_report']
+           'image_table', 'evaluate', 'headline', 'counts_long', 'make_report']
 
 # %% ../nbs/09a_pipeline.ipynb #b3127f7b
 @dataclass
@@ -137,7 +138,7 @@ def _test_split(t:dict)->tuple[pd.DataFrame, pd.DataFrame]:
     return test, t['detections'][t['detections'].image_id.isin(test.image_id)]
 
 def aggregate(t:dict, out:Path, cfg:RunConfig)->dict:
-    "Ensemble, decide and count every test sequence; write image_preds, seq_preds and both submissions."
+    "Ensemble, decide and count every test sequence; write image_preds, seq_preds, both submissions and the interop files (`outputs`)."
     from iwildcam_nb.models import read_crops
     vocab, (test, dets) = class_vocab(t['categories']), _test_split(t)
     full, crop = read_probs(out/PROBS['full'], vocab), read_probs(out/PROBS['crop'], vocab)
@@ -148,6 +149,7 @@ def aggregate(t:dict, out:Path, cfg:RunConfig)->dict:
     write_probs(probs, out/'preds'/'ensemble_probs.csv'); write_csv(preds, out/'preds'/'image_preds.csv')
     write_csv(seq, out/'preds'/'seq_preds.csv')
     write_submissions(seq, test, vocab, out)
+    write_outputs(out, test, dets, preds, seq, probs, crop, dict(zip(t['categories'].category_id.astype(int), t['categories'].name)))
     return dict(probs=probs, image_preds=preds, seq_preds=seq)
 
 def write_submissions(seq:pd.DataFrame, test:pd.DataFrame, vocab:list, out:Path):
@@ -183,7 +185,7 @@ def run(inp:Inputs, # where the data set is
            'aggregate': lambda: aggregate(t, out, cfg)}
     outs = {'prepare': [out/'crops'/'test'/'crops.csv'], 'train full': [out/'models'/'full.safetensors'],
             'train crop': [out/'models'/'crop.safetensors'], 'predict full': [out/PROBS['full']],
-            'predict crop': [out/PROBS['crop']], 'aggregate': [out/'submission_2021.csv', out/'submission_2020.csv']}
+            'predict crop': [out/PROBS['crop']], 'aggregate': [out/'submission_2021.csv', out/'submission_2020.csv', out/'megadetector_classified.json']}
     return pd.DataFrame({'step': STEPS, 'took': [st.run(s, opts[s], outs[s], fns[s]) for s in STEPS]})
 
 # %% ../nbs/09a_pipeline.ipynb #ca52e5e8
@@ -256,6 +258,20 @@ def _count_rows(t:dict, r:dict, cfg:RunConfig, truth:pd.DataFrame)->list:
     one = (metrics.counts_from_seq_preds(seq, sp) > 0).astype(int)
     return rows + [('MCRMSE (lower is better)', 'always zero', metrics.mcrmse(zero, truth, sp)),
                    ('MCRMSE (lower is better)', 'always one (of the voted species)', metrics.mcrmse(one, truth, sp))]
+
+# %% ../nbs/09a_pipeline.ipynb #0e66fbe8
+def headline(ev:pd.DataFrame, # from `evaluate`
+             cfg:RunConfig, # the run's options (which vote and counting rule it submits)
+             out, # the output folder of the finished run
+             inp:Inputs, # the data set (its true counts)
+            )->pd.DataFrame: # measure, method, score
+    "The scores of what the run submits: its ensemble, vote and counting rule, and its 2021 submission scored as Kaggle does."
+    vote = f"{cfg.vote.rule} vote{' + detector rules' if cfg.vote.use_detector else ''}"
+    pick = {('image accuracy', 'ensemble'), ('sequence accuracy', vote), ('MCRMSE (lower is better)', f'count: {cfg.count.rule}')}
+    rows = ev[[(m, k) in pick for m, k in zip(ev.measure, ev.method)]]
+    s = metrics.score(Path(out)/'submission_2021.csv', inp.test_counts)
+    sub = pd.DataFrame([(k, 'submission_2021.csv', s[k]) for k in ('MCRMSE', 'SCRSSE')], columns=rows.columns)
+    return pd.concat([rows, sub], ignore_index=True)
 
 # %% ../nbs/09a_pipeline.ipynb #6beb5ee9
 def counts_long(m:pd.DataFrame)->pd.DataFrame:

@@ -178,12 +178,12 @@ def test_score_refuses_mismatched_truth(demo_out, tmp_path):
     r = iwn('score', out/'submission_2021.csv', tmp_path/'truth.csv')
     assert r.returncode == 2 and r.stderr.startswith('error: ') and 'not-a-sequence' in r.stderr
 
-def test_predict_refuses_tampered_model(demo_out, tmp_path):
+def test_probs_refuses_tampered_model(demo_out, tmp_path):
     out, _ = demo_out
     for f in ('crop.safetensors', 'crop.json'): shutil.copy(out/'models'/f, tmp_path/f)
     meta = json.loads((tmp_path/'crop.json').read_text()); meta['vocab'] = meta['vocab'][:-1]
     (tmp_path/'crop.json').write_text(json.dumps(meta))
-    r = iwn('predict', '--model', tmp_path/'crop', '--folder', out/'crops'/'test', '--out', tmp_path/'p.csv')
+    r = iwn('probs', '--model', tmp_path/'crop', '--folder', out/'crops'/'test', '--out', tmp_path/'p.csv')
     assert r.returncode == 2 and r.stderr.startswith('error: ') and 'crop.json' in r.stderr, r.stderr
 
 def test_train_without_offline_weights_says_what_to_do(tiny, tmp_path):

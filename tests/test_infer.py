@@ -1,0 +1,147 @@
+"""`iwildcam-nb predict` on new photos, as a user runs it: killed and resumed, real photos in odd formats, bad input."""
+import json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+import pandas as pd
+import pytest
+
+SAMPLE_MD = 'metadata/iwildcam2021_megadetector_results.json'
+SAMPLE_TEST = 'metadata/iwildcam2021_test_information.json'
+
+def cli(*args):
+    "The command line as a subprocess (`python -m iwildcam_nb.cli`), not yet waited for."
+    return subprocess.Popen([sys.executable, '-m', 'iwildcam_nb.cli', *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+
+def finish(p, timeout=600):
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    "The embedded data set (small) and two tiny models trained on it: random weights, one epoch."
+    from iwildcam_nb.sample import make_sample, read_sample
+    from iwildcam_nb.data import load_megadetector
+    from iwildcam_nb.preprocess import resize_images, make_crops
+    from iwildcam_nb.models import QUICK, train
+    root = tmp_path_factory.mktemp('infer')
+    data = make_sample(root/'data', seed=1, seqs_per_location=6)
+    s = read_sample(data)
+    resize_images(data/'train', root/'resized', size=64, n_workers=0, show_progress=False)
+    make_crops(load_megadetector(data/SAMPLE_MD), data/'train', root/'crops', size=64, n_workers=0, show_progress=False)
+    for kind, folder in (('full', root/'resized'), ('crop', root/'crops')):
+        train(kind, s['images'], s['labels'], s['categories'], folder, root/'models', QUICK[kind], show_progress=False,
+              arch='tiny', pretrained=False, size=32, frozen_epochs=0, epochs=1)
+    return root, data
+
+def predict_args(world, out, *extra):
+    root, data = world
+    return ('predict', '--images', data/'test', '--detections', data/SAMPLE_MD, '--models', root/'models', '--out', out,
+            '--annotations', data/SAMPLE_TEST, '--quiet', *extra)
+
+OUTPUT_FILES = ('sequences.csv', 'submission_2021.csv', 'submission_2020.csv', 'failures.csv',
+                'preds/image_preds.csv', 'preds/seq_preds.csv', 'preds/full_probs.csv', 'preds/crop_probs.csv')
+
+def md_without_times(path):
+    "The MegaDetector-format output without its `info` block (which records when it was written)."
+    d = json.loads(Path(path).read_text()); d.pop('info', None)
+    return d
+
+def same_outputs(a, b):
+    for f in OUTPUT_FILES: assert (a/f).read_bytes() == (b/f).read_bytes(), f
+    assert md_without_times(a/'megadetector_classified.json') == md_without_times(b/'megadetector_classified.json')
+    assert json.loads((a/'speciesnet_predictions.json').read_text()) == json.loads((b/'speciesnet_predictions.json').read_text())
+
+def kill_after(p, ck_dir, n_parts, sig):
+    "Send `sig` to `p` once `n_parts` checkpoints exist; return how many existed when it stopped."
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < 300:
+        if len(list(Path(ck_dir).glob('part_*.npz'))) >= n_parts: p.send_signal(sig); break
+        time.sleep(0.05)
+    p.wait(timeout=120)
+    return len(list(Path(ck_dir).glob('part_*.npz')))
+
+@pytest.fixture(scope='module')
+def uninterrupted(world):
+    out = world[0]/'whole'
+    rc, stdout, err = finish(cli(*predict_args(world, out, '--checkpoint_every', 4)))
+    assert rc == 0, err
+    return out, stdout
+
+def test_predict_writes_the_field_outputs(world, uninterrupted):
+    from iwildcam_nb.outputs import check_md_format
+    out, stdout = uninterrupted
+    for f in OUTPUT_FILES + ('megadetector_classified.json', 'speciesnet_predictions.json'): assert (out/f).exists(), f
+    check_md_format(json.loads((out/'megadetector_classified.json').read_text()))
+    test = json.loads((world[1]/SAMPLE_TEST).read_text())
+    seqs = pd.read_csv(out/'sequences.csv')
+    assert set(seqs.seq_id) == {im['seq_id'] for im in test['images']}
+    assert 'photos in' in stdout and 'sequences.csv' in stdout
+
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_the_same_outputs(world, uninterrupted, sig):
+    out = world[0]/f'killed_{int(sig)}'
+    ck = out/'checkpoints'
+    p = cli(*predict_args(world, out, '--checkpoint_every', 4))
+    n_left = kill_after(p, ck, 3, sig)
+    n_all = len(list((uninterrupted[0]/'checkpoints').glob('part_*.npz')))
+    assert p.returncode != 0 and 3 <= n_left < n_all, (p.returncode, n_left, n_all)
+    if sig == signal.SIGINT: assert p.returncode == 130 and 'run the same command again' in p.stderr.read()
+    assert not (out/'sequences.csv').exists()
+    rc, _, err = finish(cli(*predict_args(world, out, '--checkpoint_every', 4)))
+    assert rc == 0, err
+    assert 'resuming' in err # the finished checkpoints were read, not redone
+    same_outputs(uninterrupted[0], out)
+
+def test_changed_models_discard_checkpoints(world, uninterrupted, tmp_path):
+    out = tmp_path/'o'
+    shutil.copytree(uninterrupted[0]/'checkpoints', out/'checkpoints')
+    manifest = json.loads((out/'checkpoints'/'manifest.json').read_text()); manifest['models']['crop'] = 'another model'
+    (out/'checkpoints'/'manifest.json').write_text(json.dumps(manifest))
+    rc, _, err = finish(cli(*predict_args(world, out, '--checkpoint_every', 4)))
+    assert rc == 0 and 'discarded' in err, err
+    same_outputs(uninterrupted[0], out)
+
+def test_real_photos_in_odd_formats(world, speciesnet_dir, tmp_path):
+    "The SpeciesNet test photos (grayscale, CMYK, truncated, EXIF-rotated) with their real MegaDetector v5a file, no COCO file."
+    from iwildcam_nb.outputs import check_md_format
+    out = tmp_path/'real'
+    rc, stdout, err = finish(cli('predict', '--images', speciesnet_dir, '--detections', speciesnet_dir/'md_results_mdv5a.json',
+                                 '--models', world[0]/'models', '--out', out, '--quiet', '--workers', 1))
+    assert rc == 0, err
+    photos = sorted(p.name for p in speciesnet_dir.glob('*.jpg'))
+    md = check_md_format(json.loads((out/'megadetector_classified.json').read_text()))
+    assert sorted(im['file'] for im in md['images']) == photos
+    preds, fails = pd.read_csv(out/'preds'/'image_preds.csv'), pd.read_csv(out/'failures.csv')
+    assert set(preds.image_id) | set(fails.image_id) == set(photos) # every photo answered or its failure recorded
+    for odd in ('african_elephants_cmyk.jpg', 'african_elephants_bw.jpg', 'african_elephants_with_exif_orientation.jpg',
+                'african_elephants_truncated_file.jpg'):
+        assert odd in set(preds.image_id), odd
+    real = json.loads((speciesnet_dir/'md_results_mdv5a.json').read_text())
+    n_boxes = {im['file']: len(im.get('detections') or []) for im in real['images']}
+    assert {im['file']: len(im['detections'] or []) for im in md['images'] if 'failure' not in im} == \
+           {f: n for f, n in n_boxes.items() if f not in set(fails.image_id[fails.stage != 'detector'])}
+    sn = json.loads((out/'speciesnet_predictions.json').read_text())
+    assert len(sn['predictions']) == len(photos)
+
+def test_broken_photo_is_recorded_not_fatal(world, tmp_path):
+    root, data = world
+    photos = tmp_path/'photos'; shutil.copytree(data/'test', photos)
+    victim = sorted(photos.glob('*.jpg'))[0]
+    victim.write_bytes(b'not a jpeg at all')
+    rc, _, err = finish(cli('predict', '--images', photos, '--detections', data/SAMPLE_MD, '--models', root/'models',
+                            '--out', tmp_path/'o', '--annotations', data/SAMPLE_TEST, '--quiet'))
+    assert rc == 0, err
+    fails = pd.read_csv(tmp_path/'o'/'failures.csv')
+    test = json.loads((data/SAMPLE_TEST).read_text())
+    vid = next(im['id'] for im in test['images'] if im['file_name'] == victim.name)
+    assert vid in set(fails.image_id) and (fails[fails.image_id == vid].stage == 'read').any()
+
+@pytest.mark.parametrize('what', ['models', 'detections'])
+def test_bad_input_is_one_clear_line(world, tmp_path, what):
+    root, data = world
+    args = dict(images=data/'test', detections=data/SAMPLE_MD, models=root/'models')
+    if what == 'models': args['models'] = tmp_path # no models there
+    else: (tmp_path/'md.json').write_text('{"images": [ {"file": '); args['detections'] = tmp_path/'md.json'
+    rc, _, err = finish(cli('predict', *[x for k, v in args.items() for x in (f'--{k}', v)], '--out', tmp_path/'o', '--quiet'))
+    assert rc == 2 and err.splitlines()[-1].startswith('error: ') and 'Traceback' not in err, err
+    assert ('full.safetensors' if what == 'models' else 'md.json') in err
