@@ -15,8 +15,8 @@ from .preprocess import crop_id
 
 # %% auto #0
 __all__ = ['DETECTION_CATEGORIES', 'MD_FORMAT_VERSION', 'DIGITS', 'CLASSIFIER_NAME', 'ROW_BLOCK', 'BOX_TOL', 'SPECIESNET_LABELS',
-           'SEQUENCE_COLS', 'OUTPUT_FILES', 'md_classified', 'check_md_format', 'speciesnet_predictions',
-           'sequence_table', 'write_outputs']
+           'SEQUENCE_COLS', 'OUTPUT_FILES', 'MD_FAILURE_STAGES', 'md_classified', 'check_md_format',
+           'speciesnet_predictions', 'sequence_table', 'write_outputs']
 
 # %% ../nbs/08a_outputs.ipynb #4cd2ff2e
 DETECTION_CATEGORIES = {'1': 'animal', '2': 'person', '3': 'vehicle'} # MegaDetector's detection category ids
@@ -259,11 +259,10 @@ def _image_pred_fields(image_preds:pd.DataFrame, ims:pd.DataFrame, names:dict)->
 
 # %% ../nbs/08a_outputs.ipynb #1f80da25
 def _sn_record(file:str, boxes:list, top, pred:dict|None, stages:list, version:str)->dict:
-    "One SpeciesNet prediction: filepath, then the failures, or the classifications, detections and final prediction."
-    if stages: return {'filepath': file, 'failures': stages, 'model_version': version}
-    r = {'filepath': file}
+    "One SpeciesNet prediction: filepath, the failed stages if any, then what was made: classifications, detections, final prediction."
+    r = {'filepath': file, **({'failures': stages} if stages else {})}
     if top is not None: r['classifications'] = {'classes': top[0], 'scores': top[1]}
-    r['detections'] = boxes
+    if boxes or not stages: r['detections'] = boxes
     return {**r, **(pred or {}), 'model_version': version}
 
 def speciesnet_predictions(image_preds:pd.DataFrame, # image_id, seq_id, label (category id), score, source
@@ -328,6 +327,7 @@ def sequence_table(seq_preds:pd.DataFrame, # seq_id, category_id, count, score, 
 
 # %% ../nbs/08a_outputs.ipynb #fb04d30f
 OUTPUT_FILES = {'megadetector': 'megadetector_classified.json', 'speciesnet': 'speciesnet_predictions.json', 'sequences': 'sequences.csv'}
+MD_FAILURE_STAGES = ('read', 'resize', 'detector') # failures that leave an image without boxes in the MegaDetector file; a failed crop only loses its box's classifications
 
 def write_outputs(out, # output folder
                   images:pd.DataFrame, # images table
@@ -342,7 +342,8 @@ def write_outputs(out, # output folder
                  )->dict: # {'megadetector' | 'speciesnet' | 'sequences': path written}
     "Write the MegaDetector (checked first), SpeciesNet and sequence files into `out`, each atomically."
     p = {k: Path(out)/v for k,v in OUTPUT_FILES.items()}
-    md = check_md_format(md_classified(images, dets, crop_probs, names, failures, info=info), OUTPUT_FILES['megadetector'])
+    md_fails = None if failures is None else failures[failures.stage.astype(str).isin(MD_FAILURE_STAGES)]
+    md = check_md_format(md_classified(images, dets, crop_probs, names, md_fails, info=info), OUTPUT_FILES['megadetector'])
     sn = speciesnet_predictions(image_preds, images, dets, probs, names, failures)
     st = sequence_table(seq_preds, images, names)
     write_json(md, p['megadetector']); write_json(sn, p['speciesnet']); write_csv(st, p['sequences'])

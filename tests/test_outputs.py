@@ -127,13 +127,14 @@ def test_sequence_table_small_case():
 
 def test_speciesnet_json(sample):
     s = sample
-    sn = speciesnet_predictions(s['image_preds'], s['images'], s['detections'], s['probs'], s['names'], s['failures'])
+    read = s['image_preds'].image_id != s['failed'] # the failed image could not be read: no probabilities, no label
+    sn = speciesnet_predictions(s['image_preds'][read], s['images'], s['detections'], s['probs'].drop(index=s['failed']), s['names'], s['failures'])
     preds = sn['predictions']
     assert list(sn) == ['predictions'] and len(preds) == len(s['images'])
     label = s['image_preds'].set_index('image_id').label
     for iid, p in zip(s['images'].image_id, preds):
         if iid == s['failed']:
-            assert p['failures'] == ['RESIZE'] and 'prediction' not in p and 'detections' not in p
+            assert p['failures'] == ['RESIZE'] and 'prediction' not in p and 'classifications' not in p
             continue
         assert {'filepath', 'classifications', 'detections', 'prediction', 'prediction_score', 'prediction_source', 'model_version'} <= set(p)
         assert p['prediction'] == s['names'][label[iid]]

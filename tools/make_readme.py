@@ -17,7 +17,7 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb')->str:
     parts = []
     for c in json.loads(Path(nb_path).read_text())['cells']:
         src = ''.join(c['source'])
-        if c['cell_type'] == 'markdown': parts.append(src); continue
+        if c['cell_type'] == 'markdown': parts.append(src.replace('](images/', '](nbs/images/')); continue # pictures live in nbs/images
         if src.lstrip().startswith('#| hide') or '\n#| hide' in src: continue
         parts.append(f"```python\n{src}\n```")
         out = ''.join(_text_output(o) for o in c.get('outputs', [])).rstrip()
