@@ -116,12 +116,14 @@ def train(kind:_KIND=None, folder:_FOLDER=None,
     from iwildcam_nb.data import load_coco
     from iwildcam_nb.models import train as train_model
     from iwildcam_nb.distributed import is_main_process
+    from fastai.torch_core import rank_distrib, num_distrib
     tabs = load_coco(coco)
     ov = {k: v for k,v in dict(arch=arch, size=size, bs=bs, frozen_epochs=frozen_epochs, epochs=epochs).items() if v is not None}
     if no_pretrained: ov['pretrained'] = False
     path = train_model(kind, tabs.images, tabs.labels, tabs.categories, folder, out, weights=weights,
                        show_progress=False if quiet else None, **ov)
     if is_main_process(): print(f"wrote {path}")
+    else: print(f"process {rank_distrib()} of {num_distrib()}: done (process 0 writes the model)")
     return path
 
 def probs(model:_MODEL=None,

@@ -145,3 +145,11 @@ def test_bad_input_is_one_clear_line(world, tmp_path, what):
     rc, _, err = finish(cli('predict', *[x for k, v in args.items() for x in (f'--{k}', v)], '--out', tmp_path/'o', '--quiet'))
     assert rc == 2 and err.splitlines()[-1].startswith('error: ') and 'Traceback' not in err, err
     assert ('full.safetensors' if what == 'models' else 'md.json') in err
+
+def test_detections_of_other_photos_are_refused(world, tmp_path):
+    "Without the COCO file the photos are keyed by path, and the sample's MegaDetector file (keyed by id) matches none of them."
+    root, data = world
+    rc, _, err = finish(cli('predict', '--images', data/'test', '--detections', data/SAMPLE_MD, '--models', root/'models',
+                            '--out', tmp_path/'o', '--quiet', '--workers', 1))
+    assert rc == 2 and err.splitlines()[-1].startswith('error: ') and 'relative to that folder' in err, err
+    assert not (tmp_path/'o'/'checkpoints').exists() # stopped before any prediction
