@@ -1,0 +1,98 @@
+"""Time `iwildcam-nb predict` stage by stage on real full-resolution camera-trap photos, and what checkpointing costs.
+
+Usage: python benchmarks/bench_predict.py [--photos DIR] [--arch tf_efficientnet_lite0] [--boxes 2] [--small 4] [--large 64]
+
+The photos are ../shared/data/fullres_cct (39 iWildCam 2019 frames, 2048x1494, no EXIF, no MegaDetector file), so a
+MegaDetector file is made up for them (seeded: --boxes boxes per photo, conf 0.2-1.0). The two models are the quick
+recipe's (--arch at 64 px) trained for one epoch on the embedded data set: their answers are meaningless here, their
+speed is the point. Each stage of `infer.predict_folder` is timed on its own, in the order the command runs them:
+reading photo headers and EXIF (folder mode), the MegaDetector file, resizing and cropping, the checkpointed
+predictions with TTA, and the answers with every output file. The prediction stage runs twice on fresh folders, with
+checkpoints of --small and of --large photos: the ratio of the two times is what small checkpoints cost. Prints
+photos/s per stage and the ratio; a ratio near 1 means checkpoints are cheap enough to keep small.
+"""
+import argparse, json, os, tempfile, time
+from pathlib import Path
+import numpy as np
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+ROOT = Path(__file__).resolve().parent.parent
+
+def fake_megadetector(files:list, path:Path, boxes:int, seed:int=0)->Path:
+    "A MegaDetector batch-format file with `boxes` seeded random animal boxes per photo."
+    rng, ims = np.random.default_rng(seed), []
+    for f in files:
+        xy, wh = rng.uniform(0, .6, (boxes, 2)), rng.uniform(.05, .35, (boxes, 2))
+        dets = [{'category': '1', 'conf': round(float(c), 3), 'bbox': [round(float(v), 4) for v in (*p, *s)]}
+                for p, s, c in zip(xy, wh, rng.uniform(.2, 1, boxes))]
+        ims.append({'file': f, 'detections': sorted(dets, key=lambda d: -d['conf'])})
+    path.write_text(json.dumps({'info': {'format_version': '1.4', 'detector': 'simulated'},
+                                'detection_categories': {'1': 'animal', '2': 'person', '3': 'vehicle'}, 'images': ims}))
+    return path
+
+def train_models(tmp:Path, arch:str)->Path:
+    "Both quick-recipe models, one epoch on the embedded data set."
+    from iwildcam_nb.sample import make_sample, read_sample, SAMPLE_FILES
+    from iwildcam_nb.data import load_megadetector
+    from iwildcam_nb.preprocess import resize_images, make_crops
+    from iwildcam_nb.models import QUICK, train
+    data = make_sample(tmp/'data', seed=0, seqs_per_location=4)
+    s = read_sample(data)
+    resize_images(data/'train', tmp/'resized', size=128, n_workers=0, show_progress=False)
+    make_crops(load_megadetector(data/SAMPLE_FILES['megadetector']), data/'train', tmp/'crops', n_workers=0, show_progress=False)
+    for kind, folder in (('full', tmp/'resized'), ('crop', tmp/'crops')):
+        train(kind, s['images'], s['labels'], s['categories'], folder, tmp/'models', QUICK[kind], show_progress=False,
+              arch=arch, frozen_epochs=0, epochs=1)
+    return tmp/'models'
+
+def timed(fn):
+    t0 = time.perf_counter(); out = fn()
+    return out, time.perf_counter() - t0
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--photos', default=str(ROOT.parent/'shared'/'data'/'fullres_cct'))
+    p.add_argument('--arch', default='tf_efficientnet_lite0')
+    p.add_argument('--boxes', type=int, default=2)
+    p.add_argument('--small', type=int, default=4)
+    p.add_argument('--large', type=int, default=64)
+    a = p.parse_args()
+    import torch; torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
+    from iwildcam_nb import infer
+    from iwildcam_nb.preprocess import list_images
+    photos = Path(a.photos)
+    if not photos.is_dir(): raise SystemExit(f'{photos} not found (the real photos live in ../shared, outside the repo)')
+    tmp = Path(tempfile.mkdtemp())
+    md = fake_megadetector(list_images(photos), tmp/'md.json', a.boxes)
+    print(f'training two {a.arch} models for one epoch on the embedded data set (not timed)...', flush=True)
+    models = train_models(tmp, a.arch)
+    cfg, out = infer.InferConfig(n_workers=None), tmp/'out'
+    learners = infer.load_models(models, cfg.bs)
+    rows = []
+    images, t = timed(lambda: infer.folder_images(photos, show_progress=False)); rows.append(('photo headers and EXIF', t))
+    mdr, t = timed(lambda: infer.read_megadetector(md, images=images, unmatched='drop')); rows.append(('MegaDetector file', t))
+    (crops, fails), t = timed(lambda: infer.cache_pictures(images, photos, mdr.detections, out/'cache', cfg, False)); rows.append(('resize and crop', t))
+    full_it, crop_it = infer.prediction_items(images, crops, out/'cache', cfg)
+    key = dict(models=infer.models_key(models), photos=infer.ids_digest(images.image_id))
+    secs = {}
+    for n in (a.large, a.small):
+        c = infer.InferConfig(checkpoint_every=n)
+        probs, secs[n] = timed(lambda: infer.predict_checkpointed(learners, full_it, crop_it, tmp/f'ck_{n}', key, c, False))
+    rows.append((f'predict with TTA, checkpoints of {a.large}', secs[a.large]))
+    rows.append((f'predict with TTA, checkpoints of {a.small}', secs[a.small]))
+    cats = infer.model_categories(learners['full'].meta)
+    def answers():
+        res = infer.answer(images, mdr.detections, probs, crops, cats, cfg)
+        return infer.write_answers(out, images, mdr.detections, probs, crops, res, cats, fails)
+    _, t = timed(answers); rows.append(('answers and every output file', t))
+    n = len(images)
+    print(f'\n{n} photos ({images.width.iloc[0]}x{images.height.iloc[0]}), {len(crops)} crops, {a.arch} at 64 px, '
+          f'OMP_NUM_THREADS={os.environ["OMP_NUM_THREADS"]}, preprocessing on {os.cpu_count()} cores')
+    print(f'{"stage":<44}{"seconds":>9}{"photos/s":>10}')
+    for name, t in rows: print(f'{name:<44}{t:>9.2f}{n/t:>10.1f}')
+    total = sum(t for name, t in rows if f'checkpoints of {a.small}' not in name)
+    print(f'{"all (large checkpoints)":<44}{total:>9.2f}{n/total:>10.1f}')
+    print(f'\ncheckpoints of {a.small} vs {a.large} photos: {secs[a.small]/secs[a.large]:.2f}x the prediction time')
+
+if __name__ == '__main__': main()
