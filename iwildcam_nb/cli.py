@@ -155,13 +155,15 @@ def predict(images:_PHOTOS=None, detections:_MD_FILE=None, models:_MODELS=None, 
             time_source:_TIME_SOURCE='exif',
             checkpoint_every:int=256, # photos per checkpoint: a killed run loses at most this much work
             no_tta:bool=False, # plain predictions, no test-time augmentation
+            max_boxes:int=100, # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep 100)
             bs:int=64, # batch size
             workers:int=None, # processes reading and resizing photos (default: all cores)
             quiet:bool=False, # no progress bars
            ):
     "Species and counts per sequence for a folder of new photos and their MegaDetector file; resumable."
     from iwildcam_nb.infer import InferConfig, predict_folder
-    cfg = InferConfig(gap_s=gap, time_source=time_source, checkpoint_every=checkpoint_every, tta=not no_tta, bs=bs, n_workers=workers)
+    cfg = InferConfig(gap_s=gap, time_source=time_source, checkpoint_every=checkpoint_every, tta=not no_tta, bs=bs, n_workers=workers,
+                      max_boxes_per_image=max_boxes)
     r = predict_folder(images, detections, models, out, annotations, cfg, show_progress=False if quiet else None)
     _print_answers(r)
     return r
@@ -171,6 +173,8 @@ def _print_answers(r:dict):
     import pandas as pd
     seqs, fails = pd.read_csv(r['paths']['sequences']), r['failures']
     print(f"{len(r['images'])} photos in {r['images'].seq_id.nunique()} sequences; {fails.image_id.nunique()} photos with a failure recorded")
+    na = seqs.seq_id[seqs.source == 'no answerable photo'].nunique()
+    if na: print(f"{na} sequences with no answerable photo: listed as such in sequences.csv, each photo's reason in failures.csv")
     per = seqs[seqs['count'] > 0].groupby('species').agg(sequences=('seq_id', 'nunique'), individuals=('count', 'sum'))
     if len(per): print('\n' + per.sort_values('sequences', ascending=False).to_string())
     print('\nwrote:\n' + '\n'.join(f'  {k:<24} {v}' for k,v in r['paths'].items()))
@@ -195,9 +199,13 @@ def run(train_json:_TRAIN_JSON=None,
     return _run(inp, out, cfg, quiet)
 
 def _run(inp, out, cfg, quiet:bool=False):
+    "`_run_held` with OUT held throughout (`core.folder_lock`): a second run on OUT is refused, naming this one."
+    from iwildcam_nb.core import folder_lock
+    with folder_lock(out): return _run_held(inp, Path(out), cfg, quiet)
+
+def _run_held(inp, out:Path, cfg, quiet:bool=False):
     "Run the pipeline, print its steps, and score and draw it when the truth is known."
     from iwildcam_nb.pipeline import run as run_all, evaluate, make_report, headline
-    out = Path(out)
     print(run_all(inp, out, cfg, show_progress=False if quiet else None).to_string(index=False))
     if inp.test_labels is None or inp.test_counts is None: return _print_files(out)
     _section('measured against the truth (held-out locations)')

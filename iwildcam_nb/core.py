@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #789bc8b0
 from __future__ import annotations
-import json, logging, os, tempfile
+import json, logging, os, socket, sys, tempfile
+from datetime import datetime
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['log', 'InputError', 'read_json', 'require', 'atomic_path', 'write_json', 'write_csv', 'posix_rel', 'safe_joiner',
-           'safe_join']
+__all__ = ['log', 'LOCK_FILE', 'InputError', 'read_json', 'require', 'atomic_path', 'write_json', 'write_csv', 'posix_rel',
+           'safe_joiner', 'safe_join', 'lock_holder', 'folder_lock']
 
 # %% ../nbs/00_core.ipynb #43d4f690
 log = logging.getLogger('iwildcam_nb')
@@ -64,9 +65,9 @@ def atomic_path(dest):
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd,tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.tmp')
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask()) # mkstemp makes 0600; a finished file gets the usual permissions
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask()) # after the writer: mkstemp makes 0600, and writers that replace the file (safetensors) make 0600 too
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -111,3 +112,61 @@ def safe_join(root, # output folder
              )->Path:
     "`root/rel`, refusing any `rel` that is absolute or climbs out of `root` with `..`."
     return safe_joiner(root)(rel)
+
+# %% ../nbs/00_core.ipynb #ac373241
+LOCK_FILE = '.iwildcam-nb.lock' # in an output folder: held by the run working in it, and names that run
+_held:dict = {} # resolved folder -> [FileLock, depth], the folders this process holds
+
+def lock_holder(out)->dict|None:
+    "Who holds output folder `out`, or last held it without releasing it: pid, host, command, started (None: nobody named)."
+    try: return json.loads((Path(out)/LOCK_FILE).read_text() or 'null')
+    except (OSError, ValueError): return None
+
+def _holder_text(h:dict|None)->str:
+    "A holder record as words."
+    if not h: return 'another run (just starting)'
+    return f"process {h.get('pid')} on {h.get('host')}, started {h.get('started')}: `{h.get('command')}`"
+
+def _name_holder(path:Path, command:str|None):
+    "Write this process into the held lock file, in place (a rename would replace the locked file)."
+    h = dict(pid=os.getpid(), host=socket.gethostname(), command=command or ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+             started=datetime.now().isoformat(timespec='seconds'))
+    with open(path, 'r+', encoding='utf-8') as f: f.truncate(); f.write(json.dumps(h)); f.flush()
+
+# %% ../nbs/00_core.ipynb #6f20e705
+def _acquire(out:Path):
+    "Take the OS lock of `out` (not waiting); a refusal names the holder."
+    from filelock import FileLock, Timeout
+    lock = FileLock(str(out/LOCK_FILE), timeout=0)
+    try: lock.acquire()
+    except Timeout: raise InputError(out, LOCK_FILE, f'in use by {_holder_text(lock_holder(out))}: wait for it to finish, or use another output folder') from None
+    return lock
+
+@contextmanager
+def folder_lock(out, # output folder (created)
+                command:str|None=None, # what to name as the holder; None: this process's command line
+               ):
+    "Hold output folder `out` while the block runs: another process trying is refused with an `InputError` naming this one."
+    out = Path(out); created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+    if key not in _held:
+        lock = _acquire(out)
+        if (old := lock_holder(out)): log.warning(f'{out}: taking over from {_holder_text(old)}, which ended without releasing it')
+        _name_holder(out/LOCK_FILE, command)
+        _held[key] = [lock, 0]
+    _held[key][1] += 1
+    try: yield out
+    finally:
+        _held[key][1] -= 1
+        if not _held[key][1]:
+            lock = _held.pop(key)[0]
+            (out/LOCK_FILE).write_text('') # released: nobody named (the file stays, as `flock` needs)
+            lock.release()
+            if created: _drop_if_unused(out)
+
+def _drop_if_unused(out:Path):
+    "Remove folder `out` if it holds nothing but its lock file: a run that stopped before writing leaves no folder."
+    if [p.name for p in out.iterdir()] != [LOCK_FILE]: return
+    try: (out/LOCK_FILE).unlink(); out.rmdir()
+    except OSError: pass

