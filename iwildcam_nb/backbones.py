@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_backbones.ipynb #9531ce9c
 from __future__ import annotations
-import importlib, os, socket
+import importlib, os, pickle, re, socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -52,8 +52,22 @@ def read_weights(path)->dict:
             from safetensors.torch import load_file
             sd = load_file(path)
         else: sd = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'Weights only load failed' in str(e): raise InputError(path, '-', _pickle_refusal(e)) from None
+        raise InputError(path, '-', f'not a readable weights file (UnpicklingError: {str(e)[:200]})') from None
     except Exception as e: raise InputError(path, '-', f'not a readable weights file ({type(e).__name__}: {str(e)[:200]})') from None
     return _unwrap(sd, path)
+
+_CONVERT_HELP = ("to use it, load it yourself on a machine where you trust the file and save only its state dict: "
+    "safetensors.torch.save_file(state_dict, 'weights.safetensors') or torch.save(state_dict, 'weights.pth')")
+
+def _pickle_refusal(e:pickle.UnpicklingError)->str:
+    "Why `torch.load(weights_only=True)` refused a file, without PyTorch's hint to retry with `weights_only=False` (which runs the pickle)."
+    why = 'which are not loaded because unpickling can run code'
+    if m := re.search(r'GLOBAL (\S+)', str(e)): return f'holds pickled objects beyond tensors ({m.group(1)}), {why}; {_CONVERT_HELP}'
+    m = re.search(r'WeightsUnpickler error:\s*([^\n]+)', str(e))
+    return (f"not a readable weights file ({m.group(1).strip() if m else 'UnpicklingError'}): not a torch.save'd state dict, "
+            f'or it holds pickled objects beyond tensors, {why}; {_CONVERT_HELP}')
 
 def _unwrap(sd, path)->dict:
     "The tensors of `sd`, looking inside a checkpoint's 'state_dict' or 'model' entry."

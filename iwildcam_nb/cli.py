@@ -90,7 +90,8 @@ def crops(images:_IMAGES=None, detections:_DETECTIONS=None, out:_OUT=None,
 
 # %% ../nbs/10_cli.ipynb #340eabeb
 _KIND = Param("'full' (resized frames) or 'crop' (detector crops)", str, choices=['full', 'crop'], required=True)
-_COCO = Param('COCO-CameraTraps training file: images, labels, categories', str, required=True)
+_COCO = Param('COCO-CameraTraps training file: images (id, file_name, location), annotations (image_id, category_id), '
+               'categories (id, name); without locations there is no validation split', str, required=True)
 _MODEL = Param('a saved model: its .safetensors or .json file, or their stem', str, required=True)
 _TRAIN_JSON = Param('COCO-CameraTraps training annotations', str, required=True)
 _TEST_JSON = Param('COCO-CameraTraps test information', str, required=True)
@@ -103,28 +104,43 @@ _PROBS_OUT = Param('CSV file for the probability table', str, required=True)
 def train(kind:_KIND=None, folder:_FOLDER=None,
           coco:_COCO=None,
           out:str='models', # folder for KIND.safetensors and KIND.json
-          arch:str=None, # backbone: resnet50 (seed), tf_efficientnet_lite0 (offline weights), tiny (tests)
-          size:int=None, # training size in pixels (seed: 128)
-          bs:int=None, # batch size (seed: 256)
-          frozen_epochs:int=None, # epochs with the body frozen (seed: 10 full, 12 crop)
-          epochs:int=None, # epochs unfrozen (seed: 10 full, 12 crop)
+          quick:bool=False, # the CPU recipe: EfficientNet-Lite0 at its native 224 px, --strategy auto (instead of the seed recipe)
+          strategy:str=None, # 'head' (frozen features, cached, and a head fit on them), 'finetune' (train the network) or 'auto' (head below 100 photos per class); seed: finetune, --quick: auto
+          arch:str=None, # backbone: resnet50 (seed), tf_efficientnet_lite0/1/2 (offline weights), tiny (tests)
+          size:int=None, # training size in pixels (seed: 128; --quick: the backbone's native size)
+          bs:int=None, # batch size of fine-tuning (seed: 256)
+          frozen_epochs:int=None, # finetune: epochs with the body frozen (seed: 10 full, 12 crop)
+          epochs:int=None, # finetune: epochs unfrozen (seed: 10 full, 12 crop)
+          steps:int=None, # head: optimiser steps on the cached features (default 300)
+          lr:float=None, # peak learning rate: of the head (head) or of the unfrozen last layers (finetune; the first layers get a tenth)
+          mixup:float=None, # finetune: MixUp alpha, 0 = off (seed: 0.4; --quick: 0)
+          valid_pct:float=None, # share of the photos held out by location for validation, 0 = none (default 0.2)
+          workers:int=None, # DataLoader worker processes (default: fastai's; --quick: 0)
           no_pretrained:bool=False, # start from random weights
           weights:str=None, # local pretrained weights file (e.g. resnet50.pth on a machine without network)
           quiet:bool=False, # no progress bars
          ):
-    "Train a full-image or crop model with the seed recipe (options change it) and save it in OUT."
+    "Train a full-image or crop model (the seed recipe, or --quick; options change it), save it in OUT, print how it did."
     from iwildcam_nb.data import load_coco
-    from iwildcam_nb.models import train as train_model
+    from iwildcam_nb.models import train as train_model, quick_recipe, RECIPES, fit_summary
     from iwildcam_nb.distributed import is_main_process
+    from iwildcam_nb.core import read_json
     from fastai.torch_core import rank_distrib, num_distrib
     tabs = load_coco(coco)
-    ov = {k: v for k,v in dict(arch=arch, size=size, bs=bs, frozen_epochs=frozen_epochs, epochs=epochs).items() if v is not None}
-    if no_pretrained: ov['pretrained'] = False
-    path = train_model(kind, tabs.images, tabs.labels, tabs.categories, folder, out, weights=weights,
-                       show_progress=False if quiet else None, **ov)
-    if is_main_process(): print(f"wrote {path}")
+    ov = _train_overrides(arch=arch, size=size, bs=bs, frozen_epochs=frozen_epochs, epochs=epochs, head_steps=steps, mixup=mixup,
+                          valid_pct=valid_pct, n_workers=workers, strategy=strategy, lr=lr, pretrained=False if no_pretrained else None)
+    r = quick_recipe(kind, **ov) if quick else RECIPES[kind]
+    path = train_model(kind, tabs.images, tabs.labels, tabs.categories, folder, out, r, weights=weights,
+                       show_progress=False if quiet else None, **({} if quick else ov))
+    if is_main_process(): print(f"wrote {path}\n{kind} model: {fit_summary(read_json(path.with_suffix('.json')))}")
     else: print(f"process {rank_distrib()} of {num_distrib()}: done (process 0 writes the model)")
     return path
+
+def _train_overrides(lr:float|None=None, **kw)->dict:
+    "Recipe fields from the `train` options given: `lr` sets the head's rate and the fine-tuning rates (a tenth for the first layers)."
+    ov = {k: v for k, v in kw.items() if v is not None}
+    if lr is not None: ov |= dict(head_lr=lr, lr_hi=lr, lr_lo=lr/10)
+    return ov
 
 def probs(model:_MODEL=None,
           folder:_FOLDER=None,
@@ -188,7 +204,7 @@ def run(train_json:_TRAIN_JSON=None,
         out:str='run_out', # output folder (a rerun resumes)
         test_labels:str=None, # COCO file with the test images' labels: adds an evaluation
         test_counts:str=None, # true counts per test sequence: adds an evaluation
-        quick:bool=False, # small, fast models (EfficientNet-Lite0, 64 px, few epochs) instead of the seed recipe
+        quick:bool=False, # the CPU recipe (EfficientNet-Lite0 at 224 px, strategy auto: frozen features and a head on small data) instead of the seed recipe
         weights:str=None, # local pretrained weights file for the backbone
         quiet:bool=False, # no progress bars
        ):
@@ -241,7 +257,7 @@ def score(submission:str, # submission CSV (iWildCam 2021 counts or 2020 labels)
 def demo(out:str='demo_out', # folder for the data set and everything made from it
          seed:int=0, # random seed of the embedded data set
          arch:str=None, # backbone of both models (default: tf_efficientnet_lite0, offline ImageNet weights)
-         epochs:int=None, # unfrozen epochs of both models (default: the quick recipe's)
+         epochs:int=None, # unfrozen epochs of both models when they are fine-tuned (default: the quick recipe's)
          no_pretrained:bool=False, # start both models from random weights (needed for `--arch tiny`, which has none)
          quiet:bool=False, # no progress bars
         ):

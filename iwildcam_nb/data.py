@@ -181,7 +181,8 @@ def _datetimes(vals:list, path, where:Callable, formats:tuple=DATETIME_FORMATS)-
     "`parse_datetimes` (which logs values it cannot parse), also logging how many images have no datetime (NaT)."
     dt = parse_datetimes(vals, formats, f'{path}: ', lambda i: f'{where(i)}.datetime')
     n = int(pd.Series(vals, dtype=object).isna().sum())
-    if n: (log.warning if n < len(dt) else log.info)(f'{path}: {n} of {len(dt)} images have no datetime (NaT)')
+    if n == len(dt): log.warning(f'{path}: no image has a datetime: night counts and sequences rebuilt from time will be unknown')
+    elif n: log.warning(f'{path}: {n} of {len(dt)} images have no datetime (NaT)')
     return dt
 
 def _images_table(ims:list, path,

@@ -12,15 +12,16 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from .core import InputError, atomic_path, log, read_json, require, safe_joiner, write_json
 from .data import split_by_location
+from .features import STRATEGIES, cache_file, choose_strategy, fit_head
 from .preprocess import _isatty
 from .vocab import class_vocab, vocab_names
 
 # %% auto #0
-__all__ = ['CROP_COLS', 'KINDS', 'RESIZE_METHODS', 'RECIPES', 'QUICK', 'MODEL_FORMAT', 'MODEL_VERSION', 'labels_per_image',
-           'full_items', 'read_crops', 'crop_items', 'check_files', 'add_valid', 'Recipe', 'get_recipe',
-           'make_datablock', 'make_dls', 'make_learner', 'quiet', 'fit_recipe', 'training_items', 'train_learner',
-           'heldout_items', 'baselines', 'model_paths', 'model_meta', 'save_model', 'recipe_from', 'template_dls',
-           'load_model', 'train']
+__all__ = ['CROP_COLS', 'KINDS', 'RESIZE_METHODS', 'RECIPES', 'QUICK', 'MODEL_FORMAT', 'MODEL_VERSION', 'FEATURE_CACHE',
+           'labels_per_image', 'full_items', 'read_crops', 'crop_items', 'check_files', 'add_valid', 'Recipe',
+           'quick_recipe', 'get_recipe', 'make_datablock', 'make_dls', 'head_kwargs', 'make_learner', 'quiet',
+           'fit_recipe', 'training_items', 'train_learner', 'heldout_items', 'baselines', 'model_paths', 'model_meta',
+           'save_model', 'recipe_from', 'template_dls', 'load_model', 'fit_summary', 'train']
 
 # %% ../nbs/04_models.ipynb #7bbe64c1
 def labels_per_image(labels:pd.DataFrame, # labels table: image_id, category_id (one row per annotation)
@@ -112,13 +113,29 @@ def check_files(items:pd.DataFrame, # items with a `path` column
     return out
 
 # %% ../nbs/04_models.ipynb #0297f641
-def add_valid(items:pd.DataFrame, # items with a `location` column
-              valid_pct:float=0.2, # share of items held out, whole locations at a time
+def add_valid(items:pd.DataFrame, # items with a `location` column (and `category_id` when labelled)
+              valid_pct:float=0.2, # share of items held out, whole locations at a time; 0: none
               seed:int=42, # seed of the location shuffle
+              min_train:int=5, # a class never keeps fewer training items than this (or all it has): small classes stay in training
              )->pd.DataFrame: # items with a boolean `is_valid` column
-    "Mark whole locations as validation (`is_valid`), about `valid_pct` of the items."
+    "Mark whole locations as validation (`is_valid`), about `valid_pct` of the items, sparing the small classes."
+    if valid_pct == 0: return items.assign(is_valid=False)
+    if items.location.nunique() < 2:
+        log.warning('all training photos come from one location: no validation set (it would be a random split of look-alikes)')
+        return items.assign(is_valid=False)
     split = split_by_location(items[['location']], valid_pct, seed).split
-    return items.assign(is_valid=split.eq('valid').to_numpy())
+    return _spare_small_classes(items.assign(is_valid=split.eq('valid').to_numpy()), min_train)
+
+def _spare_small_classes(items:pd.DataFrame, min_train:int)->pd.DataFrame:
+    "`items` with the validation items of every class left with fewer than `min_train` training items moved back to training."
+    if 'category_id' not in items: return items
+    n_train = items.category_id[~items.is_valid].value_counts()
+    small = [c for c in items.category_id.unique() if n_train.get(c, 0) < min_train]
+    items = items.assign(is_valid=items.is_valid & ~items.category_id.isin(small))
+    if items.is_valid.any():
+        none = sorted(set(items.category_id) - set(items.category_id[items.is_valid]))
+        if none: log.warning('%d classes have no validation photo (too few photos, or none at validation locations): %s', len(none), ', '.join(map(str, none)))
+    return items
 
 # %% ../nbs/04_models.ipynb #010b1abf
 KINDS = ('full', 'crop') # whole frames, or detector crops
@@ -145,7 +162,17 @@ class Recipe:
     pad_mode:str = 'reflection' # how rotation and zoom fill the corners
     min_conf:float = 0.3 # crops only: detector confidence a box needs to be a training crop
     empty_crops:bool = True # crops only: train on crops of empty frames as class 0 (see `crop_items`)
-    valid_pct:float = 0.2 # share of the training photos held out for validation, by location
+    valid_pct:float = 0.2 # share of the training photos held out for validation, by location (0: none)
+    min_train:int = 5 # validation never leaves a class with fewer training photos than this (see `add_valid`)
+    strategy:str = 'finetune' # 'finetune' (train the network, as above), 'head' (frozen features + a head) or 'auto' (see `features.choose_strategy`)
+    finetune_min:int = 100 # auto: fine-tune when the median class has at least this many training photos
+    head_hidden:int = 512 # hidden units of the head after the pooling (fastai's default); 0: a linear head
+    head_pool:str = 'concat' # the head's pooling: 'concat' (max and average, fastai's default) or 'avg'
+    head_steps:int = 300 # head strategy: optimiser steps on the cached features
+    head_lr:float = 1e-2 # head strategy: peak learning rate
+    head_wd:float = 1e-2 # head strategy: weight decay
+    head_bs:int = 64 # head strategy: batch size
+    balance:bool = True # head strategy: class-balanced loss (see `features.class_weights`)
     seed:int = 42 # seed of the split and of the weight initialisation
     n_workers:int|None = None # DataLoader worker processes; None: fastai's default, 0: load in this process
 
@@ -153,13 +180,25 @@ class Recipe:
         if self.resize not in RESIZE_METHODS: raise ValueError(f'resize must be one of {RESIZE_METHODS}, got {self.resize!r}')
         for k in ('size', 'bs'):
             if not (isinstance(getattr(self, k), int) and getattr(self, k) > 0): raise ValueError(f'{k} must be a positive integer, got {getattr(self, k)!r}')
-        if self.frozen_epochs < 0 or self.epochs < 0 or self.frozen_epochs + self.epochs == 0: raise ValueError('need some epochs to train')
+        if self.head_pool not in ('concat', 'avg'): raise ValueError(f"head_pool must be 'concat' or 'avg', got {self.head_pool!r}")
+        if self.strategy not in STRATEGIES: raise ValueError(f'strategy must be one of {STRATEGIES}, got {self.strategy!r}')
+        if not 0 <= self.valid_pct < 1: raise ValueError(f'valid_pct must be at least 0 and below 1, got {self.valid_pct!r}')
+        if self.head_steps < 1 or self.head_hidden < 0: raise ValueError('head_steps must be at least 1 and head_hidden at least 0')
+        if self.strategy != 'head' and (self.frozen_epochs < 0 or self.epochs < 0 or self.frozen_epochs + self.epochs == 0): raise ValueError('need some epochs to train')
 
 RECIPES = {'full': Recipe(), 'crop': Recipe(frozen_epochs=12, epochs=12)} # the seed recipe of each kind
 
 # %% ../nbs/04_models.ipynb #b2cdf1fc
-QUICK = {k: replace(RECIPES[k], arch='tf_efficientnet_lite0', size=64, bs=16, frozen_epochs=3, epochs=6,
-                    lr_lo=2e-4, lr_hi=2e-3, mixup=0., n_workers=0) for k in KINDS} # minutes on a CPU, for the embedded data set
+QUICK = {k: replace(RECIPES[k], arch='tf_efficientnet_lite0', size=224, bs=16, frozen_epochs=3, epochs=6, lr_lo=2e-4, lr_hi=2e-3,
+                    mixup=0., n_workers=0, strategy='auto', head_hidden=0, head_pool='avg') for k in KINDS} # minutes on a CPU, at the backbone's native size
+
+def quick_recipe(kind:str, # 'full' or 'crop'
+                 **overrides, # recipe fields to change; a backbone (`arch`) without a `size` trains at its native size
+                )->Recipe:
+    "`QUICK[kind]` with `overrides`: what `train --quick`, `run --quick` and the demo train."
+    from iwildcam_nb.backbones import get_backbone
+    if 'arch' in overrides and 'size' not in overrides: overrides['size'] = get_backbone(overrides['arch']).native_size
+    return get_recipe(kind, QUICK[kind], **overrides)
 
 def get_recipe(kind:str, # 'full' or 'crop'
                recipe:Recipe|None=None, # start from this recipe; None: the seed recipe of `kind`
@@ -205,6 +244,10 @@ def make_dls(items:pd.DataFrame, # labelled items with `is_valid` (see `add_vali
     return make_datablock(vocab, r, bb.mean, bb.std).dataloaders(items.assign(category_id=items.category_id.astype(int)), bs=bs, **kw)
 
 # %% ../nbs/04_models.ipynb #d721ea32
+def head_kwargs(r:Recipe)->dict:
+    "fastai `create_head` options of the recipe: `lin_ftrs` from `r.head_hidden` (0: one linear layer after the pooling), the pooling."
+    return {'lin_ftrs': [] if r.head_hidden == 0 else [r.head_hidden], 'concat_pool': r.head_pool == 'concat'}
+
 def make_learner(dls, # DataLoaders from `make_dls`
                  r:Recipe, # the recipe (backbone, pretrained or not)
                  weights=None, # pretrained weights file; None: the backbone's default source
@@ -214,7 +257,7 @@ def make_learner(dls, # DataLoaders from `make_dls`
     from fastai.vision.all import vision_learner, set_seed
     from iwildcam_nb.backbones import get_backbone, load_pretrained
     set_seed(r.seed)
-    learn = vision_learner(dls, get_backbone(r.arch).arch, pretrained=False, normalize=False, n_out=len(dls.vocab), **kwargs)
+    learn = vision_learner(dls, get_backbone(r.arch).arch, pretrained=False, normalize=False, n_out=len(dls.vocab), **head_kwargs(r), **kwargs)
     if r.pretrained: load_pretrained(learn.model[0], r.arch, weights)
     return learn
 
@@ -258,7 +301,20 @@ def training_items(kind:str, # 'full' or 'crop'
     unlabeled = items.category_id.isna()
     if unlabeled.any(): log.warning('%d %s items have no label: left out', unlabeled.sum(), kind)
     items = check_files(items[~unlabeled], missing)
-    return add_valid(items, r.valid_pct, r.seed)
+    return add_valid(items, r.valid_pct, r.seed, r.min_train)
+
+def _validation(learn)->dict:
+    "Validation loss and accuracy of a trained learner; {} when it has no validation items."
+    if not len(learn.dls.valid_ds): return {}
+    with quiet(learn, False): loss, acc = learn.validate()
+    return {'valid_loss': round(float(loss), 4), 'valid_accuracy': round(float(acc), 4)}
+
+def _fit_head(learn, items:pd.DataFrame, r:Recipe, weights, cache_dir, show_progress)->tuple:
+    "The head strategy: `features.fit_head` with the recipe's settings, features cached in `cache_dir`."
+    spec = dict(arch=r.arch, pretrained=r.pretrained, weights=str(weights) if weights else None, size=r.size, resize=r.resize,
+                pad_mode=r.pad_mode, pool=r.head_pool, seed=None if r.pretrained else r.seed)
+    cache = cache_file(cache_dir, spec) if cache_dir else None
+    return fit_head(learn, items, r.head_steps, r.head_lr, r.head_wd, r.head_bs, r.balance, cache, show_progress)
 
 def train_learner(kind:str, # 'full' or 'crop'
                   images:pd.DataFrame, labels:pd.DataFrame, categories:pd.DataFrame, # the data layer's tables
@@ -268,13 +324,19 @@ def train_learner(kind:str, # 'full' or 'crop'
                   weights=None, # pretrained weights file; None: the backbone's default source
                   show_progress:bool|None=None, # see `quiet`
                   missing:str='skip', # unreadable files, see `check_files`
+                  cache_dir=None, # head strategy: folder of the feature cache; None: features are not kept
                  ):
-    "Build and train the `kind` learner on the tables; returns the fastai `Learner`."
+    "Build and train the `kind` learner with the recipe's strategy; returns the fastai `Learner`, what was done in `learn.fit_info`."
     from fastai.vision.all import accuracy
     r, vocab = get_recipe(kind, recipe), class_vocab(categories)
     items = training_items(kind, images, labels, vocab, folder, r, crops, missing=missing)
+    strategy, why = choose_strategy(items, r.strategy, r.finetune_min)
+    log.info('%s model: %s: %s', kind, strategy, why)
     learn = make_learner(make_dls(items, vocab, r), r, weights, metrics=accuracy)
-    return fit_recipe(learn, r, show_progress)
+    if strategy == 'head': learn, res = _fit_head(learn, items, r, weights, cache_dir, show_progress)
+    else: res = _validation(fit_recipe(learn, r, show_progress))
+    learn.fit_info = dict(strategy=strategy, strategy_reason=why, n_train=int((~items.is_valid).sum()), n_valid=int(items.is_valid.sum()), **res)
+    return learn
 
 # %% ../nbs/04_models.ipynb #4796eab6
 def heldout_items(kind:str, # 'full' or 'crop'
@@ -397,7 +459,8 @@ def load_model(path, # the model: its .safetensors or .json file, or their commo
     weights, js = model_paths(path)
     sd, embedded = _read_weights(weights)
     meta = _check_meta(read_json(js), js, embedded, weights)
-    learn = vision_learner(template_dls(meta, bs), get_backbone(meta['arch']).arch, pretrained=False, normalize=False, n_out=len(meta['vocab']))
+    learn = vision_learner(template_dls(meta, bs), get_backbone(meta['arch']).arch, pretrained=False, normalize=False, n_out=len(meta['vocab']),
+                           **head_kwargs(recipe_from(meta['recipe'])))
     _check_tensors(sd, learn.model.state_dict(), weights, meta['arch'])
     learn.model.load_state_dict(sd)
     learn.model.eval()
@@ -405,6 +468,15 @@ def load_model(path, # the model: its .safetensors or .json file, or their commo
     return learn
 
 # %% ../nbs/04_models.ipynb #99f42b5c
+FEATURE_CACHE = '.feature_cache' # in a models folder: cached backbone features of the training pictures (head strategy)
+
+def fit_summary(info:dict, # a model's `fit_info` (or its JSON)
+               )->str:
+    "One line on how a model was trained and how it did on validation."
+    val = (f"validation accuracy {info['valid_accuracy']:.3f}, loss {info['valid_loss']:.3f} on {info['n_valid']} photos"
+           if 'valid_accuracy' in info else 'no validation photos (valid_pct 0, one location, or classes too small to spare any)')
+    return f"{info.get('strategy', 'finetune')} ({info.get('strategy_reason', 'recipe')}); {info.get('n_train', '?')} training photos; {val}"
+
 def train(kind:str, # 'full' or 'crop'
           images:pd.DataFrame, labels:pd.DataFrame, categories:pd.DataFrame, # the data layer's tables
           folder, # resized frames (full) or crops folder with crops.csv (crop)
@@ -418,10 +490,9 @@ def train(kind:str, # 'full' or 'crop'
     "Train the `kind` model on the tables and save it in `out_dir` (see `save_model`)."
     from iwildcam_nb.distributed import is_main_process
     r = get_recipe(kind, recipe, **overrides)
-    learn = train_learner(kind, images, labels, categories, folder, r, weights=weights, show_progress=show_progress, missing=missing)
-    with quiet(learn, False): loss, acc = learn.validate()
-    log.info('%s model: validation accuracy %.3f', kind, acc)
+    learn = train_learner(kind, images, labels, categories, folder, r, weights=weights, show_progress=show_progress,
+                          missing=missing, cache_dir=Path(out_dir)/FEATURE_CACHE)
+    log.info('%s model: %s', kind, fit_summary(learn.fit_info))
     names = vocab_names(categories, class_vocab(categories))
     if not is_main_process(): return model_paths(Path(out_dir)/kind)[0] # under torchrun, rank 0 writes the files
-    return save_model(learn, Path(out_dir)/kind, kind, r, names, valid_accuracy=round(float(acc), 4),
-                      n_train=len(learn.dls.train_ds), n_valid=len(learn.dls.valid_ds))
+    return save_model(learn, Path(out_dir)/kind, kind, r, names, **learn.fit_info)

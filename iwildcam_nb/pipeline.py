@@ -13,7 +13,7 @@ from .vocab import class_vocab, read_probs, write_probs
 from .data import load_coco, load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
 from .sequences import VoteConfig, CountConfig, predict_sequences, COUNT_RULES
-from .outputs import write_outputs
+from .outputs import write_outputs, add_unanswered
 from . import metrics
 
 # %% auto #0
@@ -90,9 +90,9 @@ class RunConfig:
 def quick_config(recipe:dict|None=None, # recipe fields to change in both models, e.g. dict(arch='tiny', epochs=1)
                  **kw, # `RunConfig` fields
                 )->RunConfig:
-    "A `RunConfig` that trains in a couple of minutes on a CPU: the models' `QUICK` recipes."
-    from iwildcam_nb.models import QUICK, RECIPES
-    diff = lambda k: {f: v for f,v in asdict(QUICK[k]).items() if v != getattr(RECIPES[k], f)} | (recipe or {})
+    "A `RunConfig` that trains in a couple of minutes on a CPU: the models' `QUICK` recipes (see `models.quick_recipe`)."
+    from iwildcam_nb.models import RECIPES, quick_recipe
+    diff = lambda k: {f: v for f,v in asdict(quick_recipe(k, **(recipe or {}))).items() if v != getattr(RECIPES[k], f)}
     return RunConfig(full=diff('full'), crop=diff('crop'), **kw)
 
 # %% ../nbs/09a_pipeline.ipynb #9e846865
@@ -158,10 +158,12 @@ def aggregate(t:dict, out:Path, cfg:RunConfig)->dict:
     from iwildcam_nb.models import read_crops
     vocab, (test, dets) = class_vocab(t['categories']), _test_split(t)
     full, crop = read_probs(out/PROBS['full'], vocab), read_probs(out/PROBS['crop'], vocab)
-    crops = read_crops(out/'crops'/'test')
-    probs, source = ensemble_probs(full, crop, crops, vocab, cfg.ensemble, test)
-    preds = label_images(probs, test, source)
-    seq = predict_sequences(preds, dets, test, t['categories'], probs, crop, crops, cfg.vote, cfg.count)
+    ok = test[test.image_id.isin(full.index)] # a photo that failed in prepare or predict has no probabilities
+    crops = read_crops(out/'crops'/'test').pipe(lambda c: c[c.crop_id.isin(crop.index)])
+    probs, source = ensemble_probs(full, crop, crops, vocab, cfg.ensemble, ok)
+    preds = label_images(probs, ok, source)
+    seq = predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, t['categories'], probs, crop, crops, cfg.vote, cfg.count)
+    seq = add_unanswered(seq, test) # every test sequence answered: one none of whose photos could be predicted as 'no answerable photo'
     write_probs(probs, out/'preds'/'ensemble_probs.csv'); write_csv(preds, out/'preds'/'image_preds.csv')
     write_csv(seq, out/'preds'/'seq_preds.csv')
     write_submissions(seq, test, vocab, out)

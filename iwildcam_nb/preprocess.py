@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_preprocess.ipynb #b034c568
 from __future__ import annotations
-import hashlib, math, multiprocessing as mp, numbers, os, re, sys, tempfile, time
+import hashlib, math, multiprocessing as mp, numbers, os, re, signal, sys, tempfile, time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
@@ -214,6 +214,17 @@ def n_cpus()->int:
     "Number of cores this process may use."
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
+_PR_SET_PDEATHSIG = 1 # Linux prctl option: the signal a process is sent when its parent dies
+
+def _quiet_worker(parent:int|None, # pid of the process that forked this worker (None: not forked, another start method)
+                 ):
+    "Pool worker setup: Ctrl-C is left to the parent; on Linux the worker ends quietly (SIGTERM) as soon as its parent dies, even by kill -9."
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith('linux'):
+        import ctypes
+        with suppress(OSError, AttributeError): ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if parent is not None and os.getppid() != parent: os._exit(0) # the parent died before the line above
+
 def pmap(fn, # picklable function of one task (a module-level function or a `partial` of one)
          tasks:list, # the tasks
          n_workers:int|None=None, # processes; None = all cores, 0 or 1 = in this process
@@ -222,7 +233,9 @@ def pmap(fn, # picklable function of one task (a module-level function or a `par
     n = n_cpus() if n_workers is None else n_workers
     if n <= 1 or len(tasks) <= 1: yield from map(fn, tasks); return
     chunk = max(1, min(32, len(tasks) // (4*n)))
-    with mp.get_context().Pool(min(n, len(tasks))) as pool: yield from pool.imap_unordered(fn, tasks, chunksize=chunk)
+    ctx = mp.get_context()
+    parent = os.getpid() if ctx.get_start_method() == 'fork' else None
+    with ctx.Pool(min(n, len(tasks)), _quiet_worker, (parent,)) as pool: yield from pool.imap_unordered(fn, tasks, chunksize=chunk)
 
 def _isatty()->bool: return bool(getattr(sys.stdout, 'isatty', None) and sys.stdout.isatty())
 

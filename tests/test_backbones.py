@@ -74,6 +74,17 @@ def test_shape_mismatch_is_reported(tmp_path):
     with pytest.raises(InputError, match=rf'bad.pth: tensor 5 {k}: \(16, 1, 3, 3\) does not fit'):
         load_pretrained(_timm_body('tf_efficientnet_lite0'), 'tf_efficientnet_lite0', tmp_path/'bad.pth')
 
+def test_pickled_weights_refused_without_the_retry_hint(tmp_path):
+    "A .pth holding pickled objects beyond tensors is refused, and the message never suggests weights_only=False (that runs the pickle)."
+    import argparse
+    from iwildcam_nb.backbones import read_weights
+    torch.save({'w': torch.zeros(2), 'args': argparse.Namespace(lr=0.1)}, tmp_path/'ckpt.pth')
+    with pytest.raises(InputError) as e: read_weights(tmp_path/'ckpt.pth')
+    msg = str(e.value)
+    assert 'weights_only' not in msg and 'False' not in msg, msg
+    for s in ('ckpt.pth', 'pickled objects beyond tensors', 'argparse.Namespace', 'can run code', 'safetensors', 'torch.save'):
+        assert s in msg, (s, msg)
+
 def test_effnet_safetensors_either_layout(tmp_path):
     "safetensors files store keys sorted by name: both the shipped format and timm's own are put back in order."
     from safetensors.torch import save_file

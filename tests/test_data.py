@@ -1,5 +1,5 @@
 """Bad input to the metadata loaders: each kind gets one clear InputError naming file and field, or a logged, counted
-skip. Plus the loaders on the real MegaDetector v5a output in ../shared (skipped when absent)."""
+skip. Plus the loaders on the real MegaDetector v5a output that ships in tests/data/real/speciesnet."""
 import json, logging
 import numpy as np
 import pandas as pd
@@ -94,6 +94,16 @@ def test_image_without_datetime_is_logged_nat(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger='iwildcam_nb'): seqs = rebuild_sequences(t.images)
     assert (seqs.seq_num_frames[t.images.datetime.isna()] == 1).all()
     assert '2 of 5 images have no datetime or location' in caplog.text
+
+def test_no_image_has_a_datetime_warns(tmp_path, caplog):
+    "A file where no image has a datetime is worth a warning too: night counts and time-based sequences cannot be had."
+    d = coco(n=3)
+    for o in d['images']: del o['datetime']
+    with caplog.at_level(logging.WARNING, logger='iwildcam_nb'): t = load_coco(write(tmp_path, d))
+    assert t.images.datetime.isna().all()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and 'train.json' in warned[0] and 'no image has a datetime' in warned[0], warned
+    assert 'night counts' in warned[0] and 'sequences rebuilt from time' in warned[0] and 'unknown' in warned[0]
 
 def test_box_outside_unit_square(tmp_path, caplog):
     p = md_file(tmp_path, [{'id': 'i0', 'detections': [box(0.9), box(0.8, (0.9, 0.5, 0.3, 0.3))]},

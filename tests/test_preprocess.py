@@ -1,6 +1,6 @@
 """Preprocess stage: real and synthetic edge-case images, resume after an interrupted run, option changes, unsafe paths,
 border boxes, failure lists, option checks."""
-import json, logging, os, subprocess, sys, textwrap, time
+import json, logging, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -154,6 +154,34 @@ def test_parallel_same_as_serial(tmp_path):
     b = resize_images(tmp_path/'src', tmp_path/'b', size=64, n_workers=2, show_progress=False)
     assert a.equals(b)
     for p in (tmp_path/'a').rglob('*.jpg'): assert p.read_bytes() == (tmp_path/'b'/p.relative_to(tmp_path/'a')).read_bytes()
+
+PMAP_SCRIPT = """
+import signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler) # as on a terminal, even when the test runner was started with SIGINT ignored
+from iwildcam_nb.preprocess import pmap
+print('started', flush=True)
+try:
+    for _ in pmap(time.sleep, [0.15]*200, n_workers=2): pass
+except KeyboardInterrupt: print('interrupted', flush=True)
+"""
+
+def _pmap_stopped(send)->tuple[str, str]:
+    "Run `pmap` in a child process of its own session, `send(child)` once it has started; its stdout and stderr."
+    p = subprocess.Popen([sys.executable, '-c', PMAP_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    assert p.stdout.readline() == 'started\n'
+    time.sleep(1.0) # the workers are busy with their first tasks
+    send(p)
+    out, err = p.communicate(timeout=60) # returns once the workers, which share its stderr, are gone too
+    return out, err
+
+@pytest.mark.parametrize('how', ['ctrl-c', 'kill -9'])
+def test_stopped_pool_prints_no_worker_traceback(how):
+    "Ctrl-C (SIGINT to the whole process group) is handled by the parent alone; after a kill -9 of the parent the workers exit quietly."
+    send = (lambda p: os.killpg(p.pid, signal.SIGINT)) if how == 'ctrl-c' else (lambda p: os.kill(p.pid, signal.SIGKILL))
+    out, err = _pmap_stopped(send)
+    if how == 'ctrl-c': assert 'interrupted' in out
+    assert 'Traceback' not in err and 'Error' not in err, err
 
 def test_progress_bar_shows_rate(tmp_path, capsys):
     frames(tmp_path/'src', 3)
@@ -483,7 +511,7 @@ def test_earlier_output_inside_source_left_out(tmp_path, caplog):
     synth(src/'out2'/'extra'/'new.jpg') # a folder nested deeper inside an output folder is left out too
     assert len(resize_images(src, tmp_path/'out3', size=32, **FAST)) == 3
 
-# --- synthetic edge cases (no ../shared needed) ------------------------------------------------------
+# --- synthetic edge cases (made here, pixel by pixel) -----------------------------------------------
 
 def display_frame(w=80, h=60):
     "An asymmetric frame: gradient, red block near the top-left, blue block along the bottom."
