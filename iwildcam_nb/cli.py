@@ -146,7 +146,7 @@ def probs(model:_MODEL=None,
           folder:_FOLDER=None,
           out:_PROBS_OUT=None,
           coco:str=None, # full model: COCO file listing the frames (default: every image in FOLDER, named <image_id>.jpg)
-          no_tta:bool=False, # plain predictions, no test-time augmentation
+          no_tta:bool=False, # plain predictions, no test-time augmentation (by default TTA is used for fine-tuned models only)
           bs:int=64, # batch size
           quiet:bool=False, # no progress bars
          ):
@@ -154,7 +154,7 @@ def probs(model:_MODEL=None,
     from iwildcam_nb.data import load_coco
     from iwildcam_nb.predict import predict as predict_model
     images = load_coco(coco).images if coco else None
-    probs = predict_model(model, folder, out, images=images, tta=not no_tta, bs=bs, show_progress=False if quiet else None)
+    probs = predict_model(model, folder, out, images=images, tta=False if no_tta else None, bs=bs, show_progress=False if quiet else None)
     print(f"{len(probs)} rows x {probs.shape[1]} classes -> {out}")
     return probs
 
@@ -170,7 +170,7 @@ def predict(images:_PHOTOS=None, detections:_MD_FILE=None, models:_MODELS=None, 
             gap:float=20.0, # without --annotations: a pause of more seconds than this starts a new sequence
             time_source:_TIME_SOURCE='exif',
             checkpoint_every:int=256, # photos per checkpoint: a killed run loses at most this much work
-            no_tta:bool=False, # plain predictions, no test-time augmentation
+            no_tta:bool=False, # plain predictions, no test-time augmentation (by default TTA is used for fine-tuned models only)
             max_boxes:int=100, # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep 100)
             bs:int=64, # batch size
             workers:int=None, # processes reading and resizing photos (default: all cores)
@@ -178,7 +178,7 @@ def predict(images:_PHOTOS=None, detections:_MD_FILE=None, models:_MODELS=None, 
            ):
     "Species and counts per sequence for a folder of new photos and their MegaDetector file; resumable."
     from iwildcam_nb.infer import InferConfig, predict_folder
-    cfg = InferConfig(gap_s=gap, time_source=time_source, checkpoint_every=checkpoint_every, tta=not no_tta, bs=bs, n_workers=workers,
+    cfg = InferConfig(gap_s=gap, time_source=time_source, checkpoint_every=checkpoint_every, tta=False if no_tta else None, bs=bs, n_workers=workers,
                       max_boxes_per_image=max_boxes)
     r = predict_folder(images, detections, models, out, annotations, cfg, show_progress=False if quiet else None)
     _print_answers(r)
@@ -208,7 +208,7 @@ def run(train_json:_TRAIN_JSON=None,
         weights:str=None, # local pretrained weights file for the backbone
         quiet:bool=False, # no progress bars
        ):
-    "Run every stage (prepare, train both models, predict with TTA, ensemble, vote, count, submissions) into OUT."
+    "Run every stage (prepare, train both models, predict, ensemble, vote, count, submissions) into OUT."
     from iwildcam_nb.pipeline import Inputs, RunConfig, quick_config
     inp = Inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts)
     cfg = quick_config(weights=weights) if quick else RunConfig(weights=weights)
@@ -270,7 +270,7 @@ def demo(out:str='demo_out', # folder for the data set and everything made from 
     else: sample(data, seed=seed)
     _section('2. what it holds, as the data layer loads it')
     summary(data)
-    _section('3. every stage: prepare, train, predict (TTA), ensemble, vote, count, submissions')
+    _section('3. every stage: prepare, train, predict, ensemble, vote, count, submissions')
     recipe = {k: v for k,v in dict(arch=arch, epochs=epochs).items() if v is not None} | ({'pretrained': False} if no_pretrained else {})
     _run(sample_inputs(data), out, quick_config(recipe), quiet)
     return out

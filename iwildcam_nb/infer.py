@@ -38,7 +38,7 @@ class InferConfig:
     crop_conf:float = 0.3 # boxes at or above this confidence are cropped and classified
     max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`pipeline.cap_boxes`); None: all
     checkpoint_every:int = 256 # images per checkpoint: a killed run loses at most this many images' work
-    tta:bool = True # test-time augmentation
+    tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (see `predict.use_tta`)
     bs:int = 64 # batch size
     seed:int = 0 # seed of the TTA augmentations (each checkpoint's is seed + its number: reruns give the same answers)
     ensemble:EnsembleConfig = field(default_factory=EnsembleConfig)

@@ -168,9 +168,10 @@ class Recipe:
     finetune_min:int = 100 # auto: fine-tune when the median class has at least this many training photos
     head_hidden:int = 512 # hidden units of the head after the pooling (fastai's default); 0: a linear head
     head_pool:str = 'concat' # the head's pooling: 'concat' (max and average, fastai's default) or 'avg'
+    head_ps:float = 0.5 # dropout of the head (fastai's default), before its linear layers
     head_steps:int = 300 # head strategy: optimiser steps on the cached features
     head_lr:float = 1e-2 # head strategy: peak learning rate
-    head_wd:float = 1e-2 # head strategy: weight decay
+    head_wd:float = 0.1 # head strategy: weight decay
     head_bs:int = 64 # head strategy: batch size
     balance:bool = True # head strategy: class-balanced loss (see `features.class_weights`)
     seed:int = 42 # seed of the split and of the weight initialisation
@@ -190,7 +191,7 @@ RECIPES = {'full': Recipe(), 'crop': Recipe(frozen_epochs=12, epochs=12)} # the 
 
 # %% ../nbs/04_models.ipynb #b2cdf1fc
 QUICK = {k: replace(RECIPES[k], arch='tf_efficientnet_lite0', size=224, bs=16, frozen_epochs=3, epochs=6, lr_lo=2e-4, lr_hi=2e-3,
-                    mixup=0., n_workers=0, strategy='auto', head_hidden=0, head_pool='avg') for k in KINDS} # minutes on a CPU, at the backbone's native size
+                    mixup=0., n_workers=0, strategy='auto', head_hidden=0, head_pool='avg', head_ps=0.) for k in KINDS} # minutes on a CPU, at the backbone's native size
 
 def quick_recipe(kind:str, # 'full' or 'crop'
                  **overrides, # recipe fields to change; a backbone (`arch`) without a `size` trains at its native size
@@ -245,8 +246,8 @@ def make_dls(items:pd.DataFrame, # labelled items with `is_valid` (see `add_vali
 
 # %% ../nbs/04_models.ipynb #d721ea32
 def head_kwargs(r:Recipe)->dict:
-    "fastai `create_head` options of the recipe: `lin_ftrs` from `r.head_hidden` (0: one linear layer after the pooling), the pooling."
-    return {'lin_ftrs': [] if r.head_hidden == 0 else [r.head_hidden], 'concat_pool': r.head_pool == 'concat'}
+    "fastai `create_head` options of the recipe: `lin_ftrs` from `r.head_hidden` (0: one linear layer after the pooling), the pooling, the dropout."
+    return {'lin_ftrs': [] if r.head_hidden == 0 else [r.head_hidden], 'concat_pool': r.head_pool == 'concat', 'ps': r.head_ps}
 
 def make_learner(dls, # DataLoaders from `make_dls`
                  r:Recipe, # the recipe (backbone, pretrained or not)

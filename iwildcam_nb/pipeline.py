@@ -79,7 +79,7 @@ class RunConfig:
     crop_conf:float = 0.3 # boxes at or above this confidence are cropped (and ensembled, see `EnsembleConfig.crop_conf`)
     full:dict = field(default_factory=dict) # recipe fields to change for the full-image model (see `models.Recipe`)
     crop:dict = field(default_factory=dict) # ...and for the crop model
-    tta:bool = True # predict with test-time augmentation
+    tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (see `predict.use_tta`)
     ensemble:EnsembleConfig = field(default_factory=EnsembleConfig)
     vote:VoteConfig = field(default_factory=VoteConfig)
     count:CountConfig = field(default_factory=CountConfig)
@@ -142,7 +142,7 @@ def train_models(t:dict, out:Path, cfg:RunConfig, kind:str, show_progress:bool|N
 PROBS = dict(full='preds/full_probs.csv', crop='preds/crop_probs.csv') # where each model's test probabilities go
 
 def predict_test(t:dict, out:Path, cfg:RunConfig, kind:str, show_progress:bool|None=None):
-    "Probabilities of the `kind` model for every test image (full) or test crop (crop), with TTA (seeded: a rerun gives the same table)."
+    "Probabilities of the `kind` model for every test image (full) or test crop (crop), with TTA for fine-tuned models (`predict.use_tta`; seeded: a rerun gives the same table)."
     from iwildcam_nb.predict import predict
     folder, test = out/('resized' if kind == 'full' else 'crops')/'test', t['images'].query("split == 'test'")
     predict(out/'models'/kind, folder, out/PROBS[kind], images=test if kind == 'full' else None, tta=cfg.tta, show_progress=show_progress)

@@ -11,7 +11,7 @@ from .preprocess import list_images
 from .vocab import check_probs, write_probs
 
 # %% auto #0
-__all__ = ['KEYS', 'predict_items', 'plain_preds', 'tta_preds', 'probs_table', 'seed_tta', 'predict_probs', 'predict']
+__all__ = ['KEYS', 'predict_items', 'plain_preds', 'tta_preds', 'probs_table', 'seed_tta', 'use_tta', 'predict_probs', 'predict']
 
 # %% ../nbs/05_predict.ipynb #c8e81f4b
 KEYS = {'full': 'image_id', 'crop': 'crop_id'} # the index of each kind's probability table
@@ -70,9 +70,15 @@ def seed_tta(seed:int|None, # the seed; None: leave the random state as it is
     from fastai.torch_core import set_seed
     set_seed(seed, reproducible=True)
 
+def use_tta(learn, # learner from `models.load_model` (it has `meta`)
+            tta:bool|None=None, # True/False: as asked; None: decide from how the model was trained
+           )->bool:
+    "Whether to predict with TTA: by default for fine-tuned models, not for head-strategy ones (their head never saw augmented pictures)."
+    return (learn.meta.get('strategy', 'finetune') != 'head') if tta is None else bool(tta)
+
 def predict_probs(learn, # learner from `models.load_model` (it has `meta`)
                   items:pd.DataFrame, # pictures to predict, from `predict_items`
-                  tta:bool=True, # test-time augmentation (see `tta_preds`)
+                  tta:bool|None=None, # test-time augmentation (see `tta_preds`); None: as `use_tta` decides
                   n:int=4, beta:float=0.25, # TTA passes and weight of the plain prediction
                   show_progress:bool|None=None, # see `models.quiet`
                   seed:int|None=0, # TTA: seed of the augmentations (the same inputs give the same table); None: not seeded
@@ -80,7 +86,7 @@ def predict_probs(learn, # learner from `models.load_model` (it has `meta`)
     "The probability table of `items` under the loaded model."
     kind, vocab = learn.meta['kind'], learn.meta['vocab']
     if not len(items): return probs_table(np.zeros((0, len(vocab)), 'float32'), items, KEYS[kind], vocab)
-    dl = learn.dls.test_dl(items)
+    dl, tta = learn.dls.test_dl(items), use_tta(learn, tta)
     if tta: seed_tta(seed)
     preds = tta_preds(learn, dl, n, beta, show_progress) if tta else plain_preds(learn, dl, show_progress)
     return probs_table(preds, items, KEYS[kind], vocab, f'{kind} model')
@@ -91,7 +97,7 @@ def predict(model, # saved model: its .safetensors or .json file, or their commo
             dest=None, # CSV to write the probability table to (atomically); None: only return it
             images:pd.DataFrame|None=None, # full: the frames to predict; None: every image in `folder`
             crops:pd.DataFrame|None=None, # crop: the crops table; None: `folder`/crops.csv
-            tta:bool=True, # test-time augmentation
+            tta:bool|None=None, # test-time augmentation; None: as `use_tta` decides
             n:int=4, beta:float=0.25, # TTA passes and weight of the plain prediction
             bs:int=64, # batch size
             seed:int|None=0, # TTA: seed of the augmentations (see `predict_probs`); None: not seeded
