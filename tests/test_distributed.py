@@ -2,6 +2,9 @@
 import json, os, subprocess, sys
 import pytest
 
+# torchrun and accelerate both listen on the default port 29500, so these two must not run at once: tools/test.sh runs
+# pytest-xdist with --dist loadscope, which gives a whole file to one worker
+
 LAUNCHERS = {'torchrun': ['-m', 'torch.distributed.run', '--nproc_per_node', '2'],
              'accelerate': ['-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
                             '--mixed_precision', 'no', '--dynamo_backend', 'no']} # --multi_gpu: accelerate's multi-process mode, gloo without GPUs
