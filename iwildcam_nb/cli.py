@@ -223,6 +223,7 @@ def _run_held(inp, out:Path, cfg, quiet:bool=False):
     "Run the pipeline, print its steps, and score and draw it when the truth is known."
     from iwildcam_nb.pipeline import run as run_all, evaluate, make_report, headline
     print(run_all(inp, out, cfg, show_progress=False if quiet else None).to_string(index=False))
+    _print_models(out)
     if inp.test_labels is None or inp.test_counts is None: return _print_files(out)
     _section('measured against the truth (held-out locations)')
     ev = evaluate(inp, out, cfg)
@@ -234,6 +235,14 @@ def _run_held(inp, out:Path, cfg, quiet:bool=False):
     write_json({'summary': h.to_dict('records'), 'evaluation': ev.to_dict('records')}, out/'metrics.json')
     print(h.to_string(index=False, float_format='%.3f'))
     _print_files(out)
+
+def _print_models(out:Path):
+    "How each trained model in OUT/models was trained, and how it did on validation (`models.fit_summary`)."
+    from iwildcam_nb.models import KINDS, fit_summary
+    from iwildcam_nb.core import read_json
+    for kind in KINDS:
+        js = out/'models'/f'{kind}.json'
+        if js.exists(): print(f"{kind} model: {fit_summary(read_json(js))}")
 
 _OUTPUTS = ('submission_2021.csv', 'submission_2020.csv', 'megadetector_classified.json', 'speciesnet_predictions.json',
             'sequences.csv', 'evaluation.csv', 'metrics.json', 'report') # what a run leaves for the user, when made
