@@ -163,6 +163,19 @@ _PHOTOS = Param('folder of the photos (one subfolder per camera when there is no
 _MD_FILE = Param('MegaDetector results for the photos (batch format 1.x, or the iWildCam id-keyed form)', str, required=True)
 _MODELS = Param('folder with the full and crop models (what `train` or `run` wrote into OUT/models)', str, required=True)
 _OUT_DIR = Param('output folder (a rerun resumes)', str, required=True)
+def _pixels(megapixels:float|None)->int:
+    "The `max_pixels` option of the library from the command line's megapixels (None: `preprocess.MAX_PIXELS`), checked."
+    from iwildcam_nb.preprocess import MAX_PIXELS
+    if megapixels is None: return MAX_PIXELS
+    if not megapixels > 0: raise InputError('options', 'max_megapixels', f'must be a number > 0, got {megapixels!r}')
+    return int(megapixels * 1e6)
+
+def _json_limit(mb:float):
+    "Set the process-wide JSON size limit (`core.MAX_JSON_MB`, like Pillow's `MAX_IMAGE_PIXELS`), checked."
+    from iwildcam_nb import core
+    if not mb > 0: raise InputError('options', 'max_json_mb', f'must be a number > 0, got {mb!r}')
+    core.MAX_JSON_MB = mb
+
 _TIME_SOURCE = Param("without --annotations: 'exif' (DateTimeOriginal, else the file time) or 'file'", str, choices=['exif', 'file'])
 
 def predict(images:_PHOTOS=None, detections:_MD_FILE=None, models:_MODELS=None, out:_OUT_DIR=None,
@@ -172,14 +185,17 @@ def predict(images:_PHOTOS=None, detections:_MD_FILE=None, models:_MODELS=None, 
             checkpoint_every:int=256, # photos per checkpoint: a killed run loses at most this much work
             no_tta:bool=False, # plain predictions, no test-time augmentation (by default TTA is used for fine-tuned models only)
             max_boxes:int=100, # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep 100)
+            max_megapixels:float=None, # larger photos are listed as failures, not decoded (bombs, panoramas); default 179, Pillow's limit
+            max_json_mb:float=4096, # larger JSON files are refused before they are read (parsing takes ~10x the file in memory)
             bs:int=64, # batch size
             workers:int=None, # processes reading and resizing photos (default: all cores)
             quiet:bool=False, # no progress bars
            ):
     "Species and counts per sequence for a folder of new photos and their MegaDetector file; resumable."
     from iwildcam_nb.infer import InferConfig, predict_folder
+    _json_limit(max_json_mb)
     cfg = InferConfig(gap_s=gap, time_source=time_source, checkpoint_every=checkpoint_every, tta=False if no_tta else None, bs=bs, n_workers=workers,
-                      max_boxes_per_image=max_boxes)
+                      max_boxes_per_image=max_boxes, max_pixels=_pixels(max_megapixels))
     r = predict_folder(images, detections, models, out, annotations, cfg, show_progress=False if quiet else None)
     _print_answers(r)
     return r
@@ -206,12 +222,17 @@ def run(train_json:_TRAIN_JSON=None,
         test_counts:str=None, # true counts per test sequence: adds an evaluation
         quick:bool=False, # the CPU recipe (EfficientNet-Lite0 at 224 px, strategy auto: frozen features and a head on small data) instead of the seed recipe
         weights:str=None, # local pretrained weights file for the backbone
+        max_boxes:int=100, # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep 100)
+        max_megapixels:float=None, # larger photos are listed as failures, not decoded (bombs, panoramas); default 179, Pillow's limit
+        max_json_mb:float=4096, # larger JSON files are refused before they are read (parsing takes ~10x the file in memory)
         quiet:bool=False, # no progress bars
        ):
     "Run every stage (prepare, train both models, predict, ensemble, vote, count, submissions) into OUT."
     from iwildcam_nb.pipeline import Inputs, RunConfig, quick_config
     inp = Inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts)
-    cfg = quick_config(weights=weights) if quick else RunConfig(weights=weights)
+    _json_limit(max_json_mb)
+    limits = dict(weights=weights, max_boxes_per_image=max_boxes, max_pixels=_pixels(max_megapixels))
+    cfg = quick_config(**limits) if quick else RunConfig(**limits)
     return _run(inp, out, cfg, quiet)
 
 def _run(inp, out, cfg, quiet:bool=False):

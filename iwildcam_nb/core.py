@@ -6,13 +6,13 @@
 from __future__ import annotations
 import json, logging, os, socket, sys, tempfile
 from datetime import datetime
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['log', 'LOCK_FILE', 'InputError', 'read_json', 'require', 'atomic_path', 'write_json', 'write_csv', 'posix_rel',
-           'safe_joiner', 'safe_join', 'lock_holder', 'folder_lock']
+__all__ = ['log', 'MAX_JSON_MB', 'LOCK_FILE', 'InputError', 'read_json', 'require', 'atomic_path', 'write_json', 'write_csv',
+           'posix_rel', 'safe_joiner', 'safe_join', 'lock_holder', 'folder_lock']
 
 # %% ../nbs/00_core.ipynb #43d4f690
 log = logging.getLogger('iwildcam_nb')
@@ -28,9 +28,16 @@ class InputError(ValueError):
         super().__init__(f"{path}: {field}: {reason}")
 
 # %% ../nbs/00_core.ipynb #89be1026
-def read_json(path)->dict|list:
-    "Parse the JSON file at `path`; a missing, unreadable or malformed file becomes an `InputError`."
-    path = Path(path)
+MAX_JSON_MB = 4096 # JSON files larger than this are refused before parsing (`--max_json_mb`); parsing takes about 10x the file in memory
+
+def read_json(path,
+              max_mb:float|None=None, # refuse a larger file; None = `MAX_JSON_MB`
+             )->dict|list:
+    "Parse the JSON file at `path`; a missing, unreadable, too large or malformed file becomes an `InputError`."
+    path, limit = Path(path), MAX_JSON_MB if max_mb is None else max_mb
+    with suppress(OSError):
+        if path.is_file() and (mb := path.stat().st_size / 2**20) > limit:
+            raise InputError(path, '-', f'{mb:,.0f} MB is over the limit of {limit:,.0f} MB for a JSON file (option --max_json_mb)')
     try: text = path.read_text(encoding='utf-8-sig') # -sig: Windows tools often start files with a BOM
     except FileNotFoundError: raise InputError(path, '-', 'file not found') from None
     except IsADirectoryError: raise InputError(path, '-', 'is a folder, expected a JSON file') from None

@@ -12,7 +12,7 @@ import numpy as np, pandas as pd
 from PIL import Image
 from .core import InputError, log, read_json, write_json, write_csv, atomic_path, folder_lock
 from .data import load_coco, read_megadetector, rebuild_sequences, parse_datetimes
-from .preprocess import list_images, pmap, progress, orientation, resize_images, make_crops
+from .preprocess import list_images, pmap, progress, orientation, resize_images, make_crops, MAX_PIXELS
 from .models import KINDS, load_model, model_paths
 from .predict import KEYS, predict_items, predict_probs
 from .ensemble import EnsembleConfig, ensemble_probs, label_images
@@ -37,6 +37,7 @@ class InferConfig:
     crop_size:int = 128 # ...and boxes cropped at this size for the crop model
     crop_conf:float = 0.3 # boxes at or above this confidence are cropped and classified
     max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`pipeline.cap_boxes`); None: all
+    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`preprocess.open_limited`)
     checkpoint_every:int = 256 # images per checkpoint: a killed run loses at most this many images' work
     tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (see `predict.use_tta`)
     bs:int = 64 # batch size
@@ -122,9 +123,10 @@ def cache_pictures(images:pd.DataFrame, # images table: image_id, file_name
                    cfg:InferConfig, show_progress:bool|None=None)->tuple[pd.DataFrame, pd.DataFrame]: # (crops table, failures)
     "Resized frames and detector crops of `images` in `cache` (resumable, see `preprocess`); the crops table and the images that failed."
     cache = Path(cache)
-    res = resize_images(images_dir, cache/'resized', size=cfg.resize_size, files=images.file_name.tolist(), n_workers=cfg.n_workers, show_progress=show_progress)
+    res = resize_images(images_dir, cache/'resized', size=cfg.resize_size, files=images.file_name.tolist(), max_pixels=cfg.max_pixels,
+                        n_workers=cfg.n_workers, show_progress=show_progress)
     cr = make_crops(dets[dets.image_id.isin(images.image_id)], images_dir, cache/'crops', conf=cfg.crop_conf, size=cfg.crop_size,
-                    n_workers=cfg.n_workers, show_progress=show_progress)
+                    max_pixels=cfg.max_pixels, n_workers=cfg.n_workers, show_progress=show_progress)
     by_file = images.set_index('file_name').image_id
     bad_r, bad_c = res[res.status == 'failed'], cr[cr.status == 'failed']
     fails = pd.DataFrame({'image_id': [*bad_r.path.map(by_file), *bad_c.image_id], 'stage': ['read']*len(bad_r) + ['crop']*len(bad_c),
@@ -293,7 +295,7 @@ def predict_folder(images_dir, # folder of photos (camera subfolders when there 
         crops, read_fails = cache_pictures(images, images_dir, dets, out/'cache', cfg, show_progress)
         full_it, crop_it = prediction_items(images, crops, out/'cache', cfg)
         key = dict(models=models_key(models), photos=ids_digest(images.image_id),
-                   **{k: v for k,v in asdict(cfg).items() if k in ('resize_size', 'crop_size', 'crop_conf', 'max_boxes_per_image', 'checkpoint_every', 'tta', 'seed')})
+                   **{k: v for k,v in asdict(cfg).items() if k in ('resize_size', 'crop_size', 'crop_conf', 'max_boxes_per_image', 'max_pixels', 'checkpoint_every', 'tta', 'seed')})
         probs = predict_checkpointed(learners, full_it, crop_it, out/'checkpoints', key, cfg, show_progress)
         failures = pd.concat([detector_failures(md.per_image, images), read_fails, skipped_failures(full_it, crop_it)], ignore_index=True)
         categories = model_categories(learners['full'].meta)

@@ -14,12 +14,14 @@ from .data import load_coco, load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
 from .sequences import VoteConfig, CountConfig, predict_sequences, COUNT_RULES
 from .outputs import write_outputs, add_unanswered
+from .preprocess import MAX_PIXELS
 from . import metrics
 
 # %% auto #0
 __all__ = ['MAX_BOXES_PER_IMAGE', 'PROBS', 'STEPS', 'Inputs', 'sample_inputs', 'cap_boxes', 'load_inputs', 'RunConfig',
            'quick_config', 'fingerprint', 'Steps', 'prepare', 'recipe_for', 'train_models', 'predict_test', 'aggregate',
-           'write_submissions', 'run', 'image_table', 'evaluate', 'headline', 'counts_long', 'make_report']
+           'run_failures', 'write_submissions', 'inputs_key', 'run', 'image_table', 'evaluate', 'headline',
+           'counts_long', 'make_report']
 
 # %% ../nbs/09a_pipeline.ipynb #b3127f7b
 @dataclass
@@ -85,6 +87,8 @@ class RunConfig:
     count:CountConfig = field(default_factory=CountConfig)
     weights:str|None = None # local pretrained weights file for the backbone (e.g. resnet50.pth when offline)
     n_workers:int|None = None # preprocessing processes; None = all cores
+    max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`cap_boxes`); None: all
+    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`preprocess.open_limited`)
 
 # %% ../nbs/09a_pipeline.ipynb #384d906b
 def quick_config(recipe:dict|None=None, # recipe fields to change in both models, e.g. dict(arch='tiny', epochs=1)
@@ -122,9 +126,11 @@ def prepare(t:dict, inp:Inputs, out:Path, cfg:RunConfig, show_progress:bool|None
     ims, dets = t['images'], t['detections']
     for split, src in (('train', inp.train_images), ('test', inp.test_images)):
         files = ims.file_name[ims.split == split].tolist()
-        resize_images(src, out/'resized'/split, size=cfg.resize_size, files=files, n_workers=cfg.n_workers, show_progress=show_progress)
+        resize_images(src, out/'resized'/split, size=cfg.resize_size, files=files, max_pixels=cfg.max_pixels,
+                      n_workers=cfg.n_workers, show_progress=show_progress)
         d = dets[dets.image_id.isin(ims.image_id[ims.split == split])]
-        make_crops(d, src, out/'crops'/split, conf=cfg.crop_conf, size=cfg.crop_size, n_workers=cfg.n_workers, show_progress=show_progress)
+        make_crops(d, src, out/'crops'/split, conf=cfg.crop_conf, size=cfg.crop_size, max_pixels=cfg.max_pixels,
+                   n_workers=cfg.n_workers, show_progress=show_progress)
 
 # %% ../nbs/09a_pipeline.ipynb #68c22dfb
 def recipe_for(kind:str, cfg:RunConfig):
@@ -167,8 +173,28 @@ def aggregate(t:dict, out:Path, cfg:RunConfig)->dict:
     write_probs(probs, out/'preds'/'ensemble_probs.csv'); write_csv(preds, out/'preds'/'image_preds.csv')
     write_csv(seq, out/'preds'/'seq_preds.csv')
     write_submissions(seq, test, vocab, out)
-    write_outputs(out, test, dets, preds, seq, probs, crop, dict(zip(t['categories'].category_id.astype(int), t['categories'].name)))
+    fails = write_csv(run_failures(test, dets, full.index, out), out/'failures.csv')
+    write_outputs(out, test, dets, preds, seq, probs, crop, dict(zip(t['categories'].category_id.astype(int), t['categories'].name)), pd.read_csv(fails, dtype=str))
     return dict(probs=probs, image_preds=preds, seq_preds=seq)
+
+def _failure_list(path)->pd.DataFrame:
+    "A failure list `preprocess` wrote (item, stage, reason); empty when there is none."
+    return pd.read_csv(path, dtype=str) if Path(path).exists() else pd.DataFrame(columns=['item', 'stage', 'reason'], dtype=str)
+
+def run_failures(test:pd.DataFrame, # the test images
+                 dets:pd.DataFrame, # their detections
+                 answered, # image ids the full model gave probabilities for
+                 out:Path, # the run's output folder
+                )->pd.DataFrame: # image_id, stage ('read', 'crop' or 'predict'), reason
+    "Every test photo or crop `prepare` could not make, and every photo left without probabilities, with its reason."
+    from iwildcam_nb.preprocess import crop_id, failures_csv
+    read, cut = _failure_list(failures_csv(out/'resized'/'test', 'resize')), _failure_list(failures_csv(out/'crops'/'test', 'crops'))
+    by_crop = pd.Series(dets.image_id.to_numpy(), index=[crop_id(i, d) for i,d in zip(dets.image_id, dets.det_idx)])
+    f = pd.concat([pd.DataFrame(dict(image_id=read.item.map(test.set_index('file_name').image_id), stage='read', reason=read.reason)),
+                   pd.DataFrame(dict(image_id=cut.item.map(by_crop), stage='crop', reason=cut.reason))])
+    lost = test.image_id[~test.image_id.isin(answered) & ~test.image_id.isin(f.image_id)]
+    f = pd.concat([f, pd.DataFrame(dict(image_id=lost, stage='predict', reason='no probabilities from the full model'))])
+    return f.dropna(subset=['image_id']).reset_index(drop=True)
 
 def write_submissions(seq:pd.DataFrame, test:pd.DataFrame, vocab:list, out:Path):
     "The iWildCam 2021 (counts per sequence) and 2020 (label per image) submission files."
@@ -179,10 +205,17 @@ def write_submissions(seq:pd.DataFrame, test:pd.DataFrame, vocab:list, out:Path)
 # %% ../nbs/09a_pipeline.ipynb #06101844
 STEPS = ('prepare', 'train full', 'train crop', 'predict full', 'predict crop', 'aggregate')
 
-def _step_opts(cfg:RunConfig)->dict:
-    "The options each step depends on (a step also reruns when one before it did)."
+def inputs_key(inp:Inputs)->dict:
+    "What identifies a run's data: each path, and each JSON file's size and modification time (other data into the same folder reruns every step)."
+    key = {k: str(Path(v).resolve()) for k,v in asdict(inp).items() if v is not None and k not in ('test_labels', 'test_counts')}
+    for k in ('train_json', 'test_json', 'megadetector'):
+        if (p := Path(getattr(inp, k))).exists(): key[k] += f' {p.stat().st_size} {p.stat().st_mtime_ns}'
+    return key
+
+def _step_opts(cfg:RunConfig, inp:Inputs)->dict:
+    "The options and data each step depends on (a step also reruns when one before it did)."
     c = asdict(cfg)
-    return {'prepare': [c['resize_size'], c['crop_size'], c['crop_conf']],
+    return {'prepare': [c['resize_size'], c['crop_size'], c['crop_conf'], c['max_pixels'], c['max_boxes_per_image'], inputs_key(inp)],
             'train full': [c['full'], c['weights']], 'train crop': [c['crop'], c['weights']],
             'predict full': c['tta'], 'predict crop': c['tta'],
             'aggregate': [c['ensemble'], c['vote'], c['count']]}
@@ -196,7 +229,7 @@ def run(inp:Inputs, # where the data set is
     from iwildcam_nb.core import folder_lock
     cfg, out = cfg or RunConfig(), Path(out)
     with folder_lock(out): # one run per output folder: a second is refused, naming this one
-        t, st, opts = load_inputs(inp), Steps(out), _step_opts(cfg)
+        t, st, opts = load_inputs(inp, cfg.max_boxes_per_image), Steps(out), _step_opts(cfg, inp)
         sp = show_progress
         fns = {'prepare': lambda: prepare(t, inp, out, cfg, sp),
                'train full': lambda: train_models(t, out, cfg, 'full', sp), 'train crop': lambda: train_models(t, out, cfg, 'crop', sp),
@@ -204,7 +237,7 @@ def run(inp:Inputs, # where the data set is
                'aggregate': lambda: aggregate(t, out, cfg)}
         outs = {'prepare': [out/'crops'/'test'/'crops.csv'], 'train full': [out/'models'/'full.safetensors'],
                 'train crop': [out/'models'/'crop.safetensors'], 'predict full': [out/PROBS['full']],
-                'predict crop': [out/PROBS['crop']], 'aggregate': [out/'submission_2021.csv', out/'submission_2020.csv', out/'megadetector_classified.json']}
+                'predict crop': [out/PROBS['crop']], 'aggregate': [out/'submission_2021.csv', out/'submission_2020.csv', out/'megadetector_classified.json', out/'failures.csv']}
         return pd.DataFrame({'step': STEPS, 'took': [st.run(s, opts[s], outs[s], fns[s]) for s in STEPS]})
 
 # %% ../nbs/09a_pipeline.ipynb #ca52e5e8

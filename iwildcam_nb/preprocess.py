@@ -16,16 +16,17 @@ from .core import InputError, atomic_path, posix_rel, read_json, safe_joiner, wr
 from .data import DET_COLS, MD_CATEGORIES
 
 # %% auto #0
-__all__ = ['RESAMPLE', 'TRUNCATED', 'CATEGORIES', 'ORIENTATION', 'MANIFEST', 'IMAGE_EXTS', 'PrepOpts', 'check_size',
-           'check_categories', 'orientation', 'display_size', 'dct_scale', 'target_size', 'open_rgb', 'is_complete',
-           'save_image', 'clean_stray_tmp', 'check_writable', 'use_manifest', 'n_cpus', 'pmap', 'progress',
-           'list_images', 'resize_one', 'run_summary', 'resize_images', 'crop_id', 'parse_crop_id', 'crop_box',
-           'has_area', 'select_crops', 'crop_frame', 'make_crops', 'contact_sheet']
+__all__ = ['RESAMPLE', 'TRUNCATED', 'MAX_PIXELS', 'CATEGORIES', 'ORIENTATION', 'MANIFEST', 'IMAGE_EXTS', 'PrepOpts', 'check_size',
+           'check_categories', 'open_limited', 'orientation', 'display_size', 'dct_scale', 'target_size', 'open_rgb',
+           'is_complete', 'save_image', 'clean_stray_tmp', 'check_writable', 'use_manifest', 'n_cpus', 'pmap',
+           'progress', 'list_images', 'resize_one', 'failures_csv', 'run_summary', 'resize_images', 'crop_id',
+           'parse_crop_id', 'crop_box', 'has_area', 'select_crops', 'crop_frame', 'make_crops', 'contact_sheet']
 
 # %% ../nbs/03_preprocess.ipynb #24692ece
 RESAMPLE = dict(nearest=Image.Resampling.NEAREST, box=Image.Resampling.BOX, bilinear=Image.Resampling.BILINEAR,
                 hamming=Image.Resampling.HAMMING, bicubic=Image.Resampling.BICUBIC, lanczos=Image.Resampling.LANCZOS)
 TRUNCATED = ('keep', 'fail')
+MAX_PIXELS = 2*Image.MAX_IMAGE_PIXELS # photos larger than this (179 MP, where Pillow itself refuses) are refused by name, not decoded
 CATEGORIES = tuple(dict.fromkeys(MD_CATEGORIES.values())) # MegaDetector's classes: animal, person, vehicle
 
 def _check(ok:bool, name:str, rule:str, val):
@@ -44,13 +45,15 @@ class PrepOpts:
     draft_gap:float=1.0 # decode JPEGs at 1/2, 1/4 or 1/8 scale while at least this factor is left for the final filter; 0 = always full size
     resample:str='bicubic' # final filter: nearest, box, bilinear, hamming, bicubic or lanczos
     truncated:str='keep' # truncated JPEG: 'keep' decodes it as far as the data goes, 'fail' records a failure
+    max_pixels:int=MAX_PIXELS # a larger photo is recorded as a failure without being decoded (a decompression bomb, or a panorama)
     def __post_init__(self):
         _check(self.resample in RESAMPLE, 'resample', f'one of {list(RESAMPLE)}', self.resample)
         _check(self.truncated in TRUNCATED, 'truncated', f'one of {TRUNCATED}', self.truncated)
         _check(_num(self.quality, 1, 100, integer=True), 'quality', 'a whole number in 1..100', self.quality)
         _check(self.draft_gap == 0 or _num(self.draft_gap, 1), 'draft_gap', '0 or a number >= 1', self.draft_gap)
+        _check(_num(self.max_pixels, 1, integer=True), 'max_pixels', 'a whole number >= 1', self.max_pixels)
     def record(self, **shape)->dict:
-        "What shapes the outputs, as plain JSON values: these options plus the stage's own `shape`."
+        "What shapes the outputs, as plain JSON values: these options (but `max_pixels`, which only decides what fails) plus the stage's own `shape`."
         return dict(shape, quality=int(self.quality), draft_gap=float(self.draft_gap), resample=self.resample, truncated=self.truncated)
     def shrink(self, factor:float)->float:
         "How much a frame may shrink on decoding when it will be reduced by `factor`: `draft_gap` is left for the final filter."
@@ -71,6 +74,19 @@ def check_categories(categories)->tuple:
     _check(bool(cats) and set(cats) <= set(CATEGORIES), 'categories', f'one or more of {CATEGORIES}', categories)
     return cats
 
+# %% ../nbs/03_preprocess.ipynb #131798fe
+def open_limited(path, max_pixels:int=MAX_PIXELS)->Image.Image:
+    "`Image.open(path)` (the header only), refusing a photo of more than `max_pixels` with a message naming the option."
+    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None # Pillow's own bomb check is replaced by the one below
+    try: im = Image.open(path)
+    finally: Image.MAX_IMAGE_PIXELS = old
+    if im.width * im.height > max_pixels:
+        im.close()
+        raise ValueError(f'{im.width}x{im.height} is {im.width*im.height/1e6:.3g} MP, over the limit of {max_pixels/1e6:.3g} MP '
+                         '(option max_pixels, --max_megapixels on the command line)')
+    return im
+
+
 # %% ../nbs/03_preprocess.ipynb #2633cb18
 ORIENTATION = 0x0112 # EXIF tag
 
@@ -81,9 +97,9 @@ def orientation(im:Image.Image)->int:
     if 'exif' in im.info: ex.load(im.info['exif'])
     return ex.get(ORIENTATION, 1)
 
-def display_size(path)->tuple[int,int]:
+def display_size(path, max_pixels:int=MAX_PIXELS)->tuple[int,int]:
     "(width, height) of the image at `path` as displayed, i.e. after its EXIF orientation; reads the header only."
-    with Image.open(path) as im: return im.size[::-1] if orientation(im) in (5, 6, 7, 8) else im.size
+    with open_limited(path, max_pixels) as im: return im.size[::-1] if orientation(im) in (5, 6, 7, 8) else im.size
 
 # %% ../nbs/03_preprocess.ipynb #801bd26e
 def dct_scale(shrink:float)->int:
@@ -114,9 +130,9 @@ def _to_rgb(im:Image.Image)->Image.Image:
     if im.mode.startswith('I;16'): im = Image.fromarray((np.asarray(im) >> 8).astype(np.uint8))
     return im if im.mode == 'RGB' else im.convert('RGB')
 
-def _decode(path, shrink:float)->Image.Image:
+def _decode(path, shrink:float, max_pixels:int=MAX_PIXELS)->Image.Image:
     "Decode `path` (at reduced JPEG scale when `shrink` allows), turned upright and in RGB."
-    with Image.open(path) as im:
+    with open_limited(path, max_pixels) as im:
         s = dct_scale(shrink)
         if s > 1: im.draft('RGB', (im.width//s, im.height//s)) # a no-op for formats other than JPEG
         im.load()
@@ -127,12 +143,13 @@ def _decode(path, shrink:float)->Image.Image:
 def open_rgb(path, # image file
              shrink:float=1., # the caller will reduce the image by at least this factor: JPEGs are decoded at a matching DCT scale
              truncated:str='keep', # 'keep': decode a truncated JPEG as far as the data goes; 'fail': raise
+             max_pixels:int=MAX_PIXELS, # a larger image raises a `ValueError` before it is decoded
             )->tuple[Image.Image,str]: # RGB image in display orientation, and a note: '' or 'truncated'
     "Decode `path` to RGB in display orientation, at reduced JPEG scale when `shrink` allows."
-    try: return _decode(path, shrink), ''
+    try: return _decode(path, shrink, max_pixels), ''
     except OSError as e:
         if truncated != 'keep' or 'truncated' not in str(e): raise
-    with _load_truncated(): return _decode(path, shrink), 'truncated'
+    with _load_truncated(): return _decode(path, shrink, max_pixels), 'truncated'
 
 # %% ../nbs/03_preprocess.ipynb #be10c587
 _TRAILERS = {'.jpg': b'\xff\xd9', '.jpeg': b'\xff\xd9', '.png': b'IEND\xaeB`\x82'}
@@ -291,9 +308,9 @@ def resize_one(src, dst, # source image and output file
                size:int=256, shortest:bool=False, upscale:bool=False, # as in `target_size`
                opts:PrepOpts=PrepOpts())->dict:
     "Write `src` to `dst` resized to `size`; return width, height and a note."
-    w,h = display_size(src)
+    w,h = display_size(src, opts.max_pixels)
     wh = target_size(w, h, size, shortest, upscale)
-    im,note = open_rgb(src, opts.shrink(max(w/wh[0], h/wh[1])), opts.truncated) # max: 1494/187 is 7.99 only by rounding
+    im,note = open_rgb(src, opts.shrink(max(w/wh[0], h/wh[1])), opts.truncated, opts.max_pixels) # max: 1494/187 is 7.99 only by rounding
     save_image(_shrink_to(im, wh, opts), dst, opts.quality)
     return dict(width=wh[0], height=wh[1], note=note)
 
@@ -302,34 +319,42 @@ def _unlink(paths):
     for p in paths:
         with suppress(OSError): Path(p).unlink(missing_ok=True)
 
+def _output_size(dst)->dict:
+    "Width and height of a finished output, from its header (nothing when it does not open): a resumed run still knows every size."
+    try:
+        with Image.open(dst) as im: return dict(width=im.width, height=im.height)
+    except Exception: return {}
+
 def _resize_task(task, since_ns:int=0, **kw)->dict:
     "One row of the results table for one (rel, src, dst) task: skipped, done or failed."
     rel, src, dst = task
-    if is_complete(dst, since_ns): return dict(path=rel, status='skipped')
+    if is_complete(dst, since_ns): return dict(path=rel, status='skipped', **_output_size(dst))
     try: return dict(path=rel, status='done', **resize_one(src, dst, **kw))
     except Exception as e: _unlink([dst]); return dict(path=rel, status='failed', reason=f'{type(e).__name__}: {e}')
 
 # %% ../nbs/03_preprocess.ipynb #9204bb51
 _COLS = ['path', 'status', 'width', 'height', 'note', 'reason']
 
-def _failures_csv(out_dir, name:str)->Path: return Path(out_dir)/f'{name}_failures.csv'
+def failures_csv(out_dir, name:str)->Path:
+    "Where a stage writes its failure list (item, stage, reason), beside its outputs."
+    return Path(out_dir)/f'{name}_failures.csv'
 
 def _finish(rows:list, order:list, out_dir, name:str, t0:float, key:str='path')->pd.DataFrame:
     "Results table in input `order`; writes the failure list `{name}_failures.csv` and removes stray temp files."
     df = pd.DataFrame(rows).reindex(columns=[key, 'status', *[c for c in _COLS[2:] if c != key]])
     df = df.set_index(key).reindex(order).reset_index()
     fails = df.loc[df.status == 'failed', [key, 'reason']].rename(columns={key: 'item'}).assign(stage=name)
-    write_csv(fails[['item', 'stage', 'reason']], _failures_csv(out_dir, name))
+    write_csv(fails[['item', 'stage', 'reason']], failures_csv(out_dir, name))
     clean_stray_tmp(out_dir, before=t0)
     return df
 
 def _carry(df:pd.DataFrame, prev_csv, key:str, cols=('width', 'height', 'note'))->pd.DataFrame:
-    "Fill `cols` of the skipped rows of `df` from the table an earlier run wrote to `prev_csv`."
+    "Fill the missing `cols` of the skipped rows of `df` from the table an earlier run wrote to `prev_csv`."
     df = df.astype({'note': object})
     try: prev = pd.read_csv(prev_csv, dtype={key: str, 'note': str}).drop_duplicates(key).set_index(key)
     except Exception: prev = pd.DataFrame() # no earlier table, or an unreadable one: nothing to carry
     skip = df.status.eq('skipped')
-    for c in (c for c in cols if c in prev): df[c] = df[c].mask(skip, df[key].map(prev[c]))
+    for c in (c for c in cols if c in prev): df[c] = df[c].mask(skip & df[c].isna(), df[key].map(prev[c]))
     for c in ('width', 'height'):
         if c in df: df[c] = pd.to_numeric(df[c], errors='coerce').round().astype('Int64') # whole pixels, NA if unknown
     return df.fillna({'note': ''})
@@ -347,7 +372,7 @@ def run_summary(df:pd.DataFrame, # results table of `resize_images` or `make_cro
 def _summarize(df:pd.DataFrame, name:str, table:Path)->pd.DataFrame:
     "Log the summary of a run and keep it in `df.attrs['summary']`, the failure list's path in `df.attrs['failures']`."
     df.attrs['summary'] = s = run_summary(df, name, Path(table).name)
-    df.attrs['failures'] = _failures_csv(Path(table).parent, name)
+    df.attrs['failures'] = failures_csv(Path(table).parent, name)
     (log.warning if df.note.eq('truncated').any() else log.info)(s)
     return df
 
@@ -362,17 +387,19 @@ def resize_images(src, # folder of source images
                   truncated:str='keep', # truncated JPEGs: 'keep' (decode as far as it goes) or 'fail'
                   draft_gap:float=1.0, # see `PrepOpts`; 1 = fastest, 2 = sharper, 0 = always decode at full size
                   resample:str='bicubic', # final filter, see `PrepOpts`
+                  max_pixels:int=MAX_PIXELS, # larger photos are recorded as failures, not decoded
                   n_workers:int|None=None, # processes; None = all cores, 0 or 1 = in this process
                   show_progress:bool|None=None, # progress bar with images/s; None = only when stdout is a terminal
                  )->pd.DataFrame: # one row per image: path, status (done/skipped/failed), width, height, note, reason
     "Write every image under `src` (or just `files`) to `dst` at `size` px, same relative paths; resumable."
-    opts, t0, size = PrepOpts(quality, draft_gap, resample, truncated), time.time(), check_size(size)
+    opts, t0, size = PrepOpts(quality, draft_gap, resample, truncated, max_pixels), time.time(), check_size(size)
     plan = _resize_plan(src, dst, files)
     since = use_manifest(check_writable(dst), 'resize', opts.record(size=size, shortest=bool(shortest), upscale=bool(upscale)))
     fn = partial(_resize_task, since_ns=since, size=size, shortest=shortest, upscale=upscale, opts=opts)
     rows = list(progress(pmap(fn, plan, n_workers), len(plan), show_progress))
     res = _carry(_finish(rows, [r for r,_,_ in plan], dst, 'resize', t0), Path(dst)/'resize.csv', 'path')
-    return _summarize(res, 'resize', write_csv(res, Path(dst)/'resize.csv'))
+    table = write_csv(res.assign(status=res.status.replace('skipped', 'done')), Path(dst)/'resize.csv') # on disk: each output's state, the same after any resume
+    return _summarize(res, 'resize', table)
 
 # %% ../nbs/03_preprocess.ipynb #9c7d2a24
 _MAX_ID_CHARS = 150 # longer encoded image ids are shortened and made unique with a hash
@@ -455,9 +482,9 @@ def crop_frame(src, # image file
                size:int=128, pad:float=0., square:bool=False, # as in `make_crops`
                opts:PrepOpts=PrepOpts())->str: # the decode note: '' or 'truncated'
     "Cut and save every crop of one frame from a single decode, at the largest DCT scale the smallest box allows."
-    W,H = display_size(src)
+    W,H = display_size(src, opts.max_pixels)
     boxes = [crop_box(x, y, w, h, W, H, pad, square) for _,x,y,w,h in crops]
-    im,note = open_rgb(src, _crop_shrink(boxes, size, opts), opts.truncated)
+    im,note = open_rgb(src, _crop_shrink(boxes, size, opts), opts.truncated, opts.max_pixels)
     for dest,x,y,w,h in crops:
         c = im.crop(crop_box(x, y, w, h, *im.size, pad, square))
         wh = (size, size) if square else target_size(*c.size, size, upscale=True)
@@ -496,12 +523,12 @@ def make_crops(detections:pd.DataFrame, # detections table (see `select_crops`);
                categories=('animal',), # keep boxes of these categories (animal, person, vehicle; any case)
                pad:float=0.0, # context added on each side, as a fraction of the box size
                square:bool=False, # square crops of exactly size x size (the box grows to a square as far as the frame allows)
-               quality:int=90, truncated:str='keep', draft_gap:float=1.0, resample:str='bicubic', # see `PrepOpts`
+               quality:int=90, truncated:str='keep', draft_gap:float=1.0, resample:str='bicubic', max_pixels:int=MAX_PIXELS, # see `PrepOpts`
                n_workers:int|None=None, # processes; None = all cores, 0 or 1 = in this process
                show_progress:bool|None=None, # progress bar with frames/s; None = only when stdout is a terminal
               )->pd.DataFrame: # one row per selected box, with status done/skipped/empty/failed
     "Cut one crop per kept box into `out_dir` and write the crops table `crops.csv` beside them; resumable."
-    opts, t0, size = PrepOpts(quality, draft_gap, resample, truncated), time.time(), check_size(size)
+    opts, t0, size = PrepOpts(quality, draft_gap, resample, truncated, max_pixels), time.time(), check_size(size)
     _check(_num(pad, 0), 'pad', 'a number >= 0', pad)
     if Path(out_dir).resolve() == Path(images_dir).resolve(): raise InputError(out_dir, '-', 'the crops folder is the images folder')
     sel = select_crops(detections, conf, categories)

@@ -165,32 +165,42 @@ def test_tta_predictions_repeat_byte_for_byte(world, tmp_path):
 
 def test_failed_sequence_and_box_flood_do_not_stop_predict(world, tmp_path):
     """A camera whose only files are random bytes named .jpg, a dangling and a looping symlink, beside a good camera one of
-    whose photos has more boxes than `--max_boxes`: the run finishes, the failed sequence listed with its reason, the flood capped."""
+    whose photos has more boxes than `--max_boxes`, and a photo over `--max_megapixels`: the run finishes, the failed sequence
+    listed with its reason, the flood capped, the large photo refused by name."""
+    from PIL import Image
     root, data = world
     photos = tmp_path/'photos'; (photos/'camA').mkdir(parents=True); (photos/'camB').mkdir()
     good = sorted((data/'test').glob('*.jpg'))[:3]
     for f in good: shutil.copy(f, photos/'camA'/f.name)
     (photos/'camB'/'junk.jpg').write_bytes(os.urandom(2000))
     os.symlink(photos/'nowhere.jpg', photos/'camB'/'gone.jpg'); os.symlink('loop.jpg', photos/'camB'/'loop.jpg')
+    Image.new('RGB', (1500, 1000), 'gray').save(photos/'camB'/'huge.jpg') # 1.5 MP, the limit is 1
     box = lambda c=0.9: {'category': '1', 'conf': c, 'bbox': [0.1, 0.1, 0.3, 0.3]}
     flood = [box(round(0.99 - i/100, 2)) for i in range(12)] # 12 boxes on one photo, the cap is 5
     md = {'info': {'format_version': '1.3'}, 'detection_categories': {'1': 'animal'},
           'images': [{'file': f'camA/{f.name}', 'detections': flood if i == 0 else [box()]} for i, f in enumerate(good)]
-                    + [{'file': 'camB/junk.jpg', 'detections': [box()]}]}
+                    + [{'file': f'camB/{f}', 'detections': [box()]} for f in ('junk.jpg', 'huge.jpg')]}
     (tmp_path/'md.json').write_text(json.dumps(md))
     rc, stdout, err = finish(cli('predict', '--images', photos, '--detections', tmp_path/'md.json', '--models', root/'models',
-                                 '--out', tmp_path/'o', '--quiet', '--workers', 1, '--max_boxes', 5))
+                                 '--out', tmp_path/'o', '--quiet', '--workers', 1, '--max_boxes', 5, '--max_megapixels', 1))
     assert rc == 0, err
     seqs, fails = pd.read_csv(tmp_path/'o'/'sequences.csv'), pd.read_csv(tmp_path/'o'/'failures.csv')
     assert (seqs[seqs.location == 'camA'].source != 'no answerable photo').all() and (seqs.location == 'camA').any()
     assert (seqs[seqs.location == 'camB'].source == 'no answerable photo').all() and (seqs.location == 'camB').sum() >= 1
-    assert {'camB/junk.jpg', 'camB/gone.jpg', 'camB/loop.jpg'} <= set(fails.image_id[fails.stage == 'read'])
+    assert {'camB/junk.jpg', 'camB/gone.jpg', 'camB/loop.jpg', 'camB/huge.jpg'} <= set(fails.image_id[fails.stage == 'read'])
+    assert '1500x1000 is 1.5 MP, over the limit of 1 MP' in fails[fails.stage == 'read'].set_index('image_id').reason['camB/huge.jpg']
     sub = pd.read_csv(tmp_path/'o'/'submission_2021.csv')
     assert set(sub.Id) == set(seqs.seq_id) and 'no answerable photo' in stdout
     assert '1 photos have more than 5 boxes' in err, err
     out_md = json.loads((tmp_path/'o'/'megadetector_classified.json').read_text())
     kept = next(im['detections'] for im in out_md['images'] if im['file'] == f'camA/{good[0].name}')
     assert [d['conf'] for d in kept] == [0.99, 0.98, 0.97, 0.96, 0.95] # the five most confident
+
+def test_json_over_the_size_limit_is_refused(world, tmp_path):
+    "A JSON input over `--max_json_mb` is refused before it is parsed, in one line naming the file and the option."
+    rc, _, err = finish(cli(*predict_args(world, tmp_path/'o', '--max_json_mb', 0.01)))
+    assert rc == 2 and 'Traceback' not in err, err
+    assert '.json: -: ' in err.splitlines()[-1] and 'over the limit of 0 MB for a JSON file (option --max_json_mb)' in err, err
 
 def test_predict_into_a_held_folder_is_refused(world, tmp_path):
     "While one run holds --out (here: this test, through `core.folder_lock`), a `predict --no_tta` into it is refused, naming the holder."

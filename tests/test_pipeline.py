@@ -30,3 +30,15 @@ def test_run_answers_a_sequence_whose_photos_all_fail(broken_run):
     sub20 = pd.read_csv(out/'submission_2020.csv', dtype={'Id': str})
     assert set(sub20.Id) == set(test.image_id)
     assert bad in set(pd.read_csv(out/'sequences.csv', dtype={'seq_id': str}).seq_id)
+
+def test_run_lists_every_failed_photo_with_its_reason(broken_run):
+    "The run's failures.csv names each unreadable photo (stage 'read', and 'crop' for its boxes), and the MegaDetector file carries the same reason."
+    import json
+    out, test, bad = broken_run
+    fails = pd.read_csv(out/'failures.csv', dtype=str)
+    assert set(fails.image_id) == set(fails.image_id[fails.stage == 'read']) == set(test.image_id[test.seq_id == bad])
+    assert set(fails.stage) <= {'read', 'crop'} # a photo that does not open has no crops either
+    assert fails.reason.str.len().gt(0).all()
+    md = {im['file']: im for im in json.loads((out/'megadetector_classified.json').read_text())['images']}
+    bad_files = test.file_name[test.seq_id == bad]
+    assert all('failure' in md[f] and md[f]['failure'].startswith('read: ') for f in bad_files)
