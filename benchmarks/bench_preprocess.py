@@ -122,7 +122,7 @@ def main():
     src = Path(a.frames)
     files = sorted(o for o in src.glob('*') if o.suffix.lower() in ('.jpg', '.jpeg')) if src.is_dir() else []
     if not files: sys.exit(f'no JPEG frames in {src}: pass a folder of full-size frames (../shared/data/fullres_cct)')
-    from iwildcam_nb.preprocess import n_cpus
+    from fastcore.parallel import num_cpus as n_cpus
     print(f'{len(files)} frames from {src}, {a.size} px, best of {a.repeat}, {n_cpus()} cores')
     k = max(1, min(a.psnr_frames, len(files)))
     bench_resize(files, src, a, Reference(files[::max(1, len(files)//k)][:k]))

@@ -10,7 +10,7 @@ species: 2 to train, 1 to test, as the issue's Serengeti set). Photos are resize
 as `iwildcam-nb run` does before training (not timed, shared by every method), and each photo is its own location.
 
 Methods, each trained from scratch on every fold (no feature cache carried between folds or methods):
-  baseline   frozen ImageNet features (`backbones.embed`, average-pooled, the whole frame squished to the backbone's
+  baseline   frozen ImageNet features (`backbones.embed_images`, average-pooled, the whole frame squished to the backbone's
              native size) and scikit-learn's LogisticRegression: what a practitioner tries first
   quick      what `iwildcam-nb train --quick` and `run --quick` do: `models.train` with `QUICK['full']` at the
              backbone's native size, strategy 'auto' (here: the head on cached frozen features, a linear head)
@@ -54,11 +54,11 @@ def run_baseline(arch, size, folder, tr, te, vocab):
     "LogisticRegression on frozen features; (probabilities of the test photos over `vocab`, train s, predict s)."
     import numpy as np
     from sklearn.linear_model import LogisticRegression
-    from iwildcam_nb.backbones import embed
+    from iwildcam_nb.backbones import embed_images
     t0 = time.perf_counter()
-    m = LogisticRegression(max_iter=2000).fit(embed([folder/f for f in tr.file], arch, size), tr.category_id)
+    m = LogisticRegression(max_iter=2000).fit(embed_images([folder/f for f in tr.file], arch, size), tr.category_id)
     t1 = time.perf_counter()
-    p = m.predict_proba(embed([folder/f for f in te.file], arch, size))
+    p = m.predict_proba(embed_images([folder/f for f in te.file], arch, size))
     t2 = time.perf_counter()
     out = np.zeros((len(te), len(vocab)))
     out[:, [vocab.index(c) for c in m.classes_]] = p

@@ -44,7 +44,7 @@ N_TRAIN, N_TEST = 203_314, 60_214 # frames of the iWildCam 2021 training and tes
 
 def load()->str:
     "Load average over 1, 5 and 15 minutes, and the cores."
-    from iwildcam_nb.preprocess import n_cpus
+    from fastcore.parallel import num_cpus as n_cpus
     return '{:.2f} {:.2f} {:.2f}'.format(*os.getloadavg()) + f' on {n_cpus()} cores'
 
 def prepare(root:Path):
@@ -162,7 +162,7 @@ def main():
     a = p.parse_args()
     if a.batches < 1 or a.tta_batches < 1: p.error('--batches and --tta-batches must be at least 1')
     import torch
-    from iwildcam_nb.preprocess import n_cpus
+    from fastcore.parallel import num_cpus as n_cpus
     from iwildcam_nb.backbones import get_backbone
     from iwildcam_nb.models import RECIPES
     archs = [o.strip() for o in a.arch.split(',') if o.strip()]

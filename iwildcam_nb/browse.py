@@ -13,7 +13,7 @@ import ipywidgets as W
 from fastcore.basics import patch
 from matplotlib.figure import Figure
 from .core import InputError
-from .report import cat_names, check_counts, describe_counts, sequence_errors, show_sequence
+from .report import cat_names, check_count_table, describe_counts, sequence_errors, show_sequence
 
 # %% auto #0
 __all__ = ['BROWSE_ORDERS', 'browse_table', 'SequenceBrowser', 'browse_sequences']
@@ -23,13 +23,13 @@ BROWSE_ORDERS = ('worst', 'time', 'seq_id') # orders `browse_table` knows
 
 def _species(*tables)->pd.Series:
     "The species (ids, sorted, empty excluded) counted > 0 in any of the count tables, per seq_id."
-    t = pd.concat([check_counts(x) for x in tables if x is not None])
+    t = pd.concat([check_count_table(x) for x in tables if x is not None])
     t = t[(t['count'] > 0) & (t.category_id != 0)]
     return t.groupby('seq_id').category_id.agg(lambda s: tuple(sorted(set(int(c) for c in s))))
 
 def _pred_only(pred_counts:pd.DataFrame, categories:pd.DataFrame|None)->pd.DataFrame:
     "The `sequence_errors` columns when there is no truth: predicted counts in words, the rest empty."
-    p, names = check_counts(pred_counts, 'pred_counts'), cat_names(categories)
+    p, names = check_count_table(pred_counts, 'pred_counts'), cat_names(categories)
     pos = p[(p['count'] > 0) & (p.category_id != 0)]
     per = {s: dict(zip(g.category_id, g['count'])) for s, g in pos.groupby('seq_id')}
     seqs = p.seq_id.unique()

@@ -9,7 +9,7 @@ __all__ = ['COMMANDS', 'sample', 'summary', 'resize', 'crops', 'train', 'probs',
 import logging, sys, warnings
 from pathlib import Path
 from fastcore.script import Param, anno_parser
-from .core import InputError, write_csv, write_json
+from .core import DETECTOR_CONF, InputError, write_csv, write_json
 
 # %% ../nbs/10_cli.ipynb #2f949d5d
 def sample(out_dir:str, # folder to write the data set into (created; an earlier sample there is replaced)
@@ -67,7 +67,7 @@ _DETECTIONS = Param('MegaDetector results JSON (iWildCam id-keyed form or batch 
 _OUT = Param('folder for the crops and crops.csv', str, required=True)
 
 def crops(images:_IMAGES=None, detections:_DETECTIONS=None, out:_OUT=None,
-          conf:float=0.3, # keep boxes with at least this confidence
+          conf:float=DETECTOR_CONF, # keep boxes with at least this confidence
           size:int=128, # pixels on the longest side of each crop
           coco:str=None, # COCO-CameraTraps JSON: crop only its images, named by its file_names (default: all, `<id>.jpg`)
           categories:str='animal', # comma-separated detector categories to keep (animal, person, vehicle)
@@ -242,7 +242,7 @@ def _run(inp, out, cfg, quiet:bool=False):
 
 def _run_held(inp, out:Path, cfg, quiet:bool=False):
     "Run the pipeline, print its steps, and score and draw it when the truth is known."
-    from iwildcam_nb.pipeline import run as run_all, evaluate, make_report, headline
+    from iwildcam_nb.pipeline import run as run_all, evaluate, make_report, scores_summary
     print(run_all(inp, out, cfg, show_progress=False if quiet else None).to_string(index=False))
     _print_models(out)
     if inp.test_labels is None or inp.test_counts is None: return _print_files(out)
@@ -252,7 +252,7 @@ def _run_held(inp, out:Path, cfg, quiet:bool=False):
     write_csv(ev, out/'evaluation.csv')
     make_report(inp, out, cfg)
     _section('summary: what the run submits, scored')
-    h = headline(ev, cfg, out, inp)
+    h = scores_summary(ev, cfg, out, inp)
     write_json({'summary': h.to_dict('records'), 'evaluation': ev.to_dict('records')}, out/'metrics.json')
     print(h.to_string(index=False, float_format='%.3f'))
     _print_files(out)

@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['log', 'MAX_JSON_MB', 'LOCK_FILE', 'InputError', 'read_json', 'require', 'atomic_path', 'write_json', 'write_csv',
-           'posix_rel', 'safe_joiner', 'safe_join', 'lock_holder', 'folder_lock']
+__all__ = ['log', 'DETECTOR_CONF', 'MAX_JSON_MB', 'LOCK_FILE', 'on_terminal', 'InputError', 'read_json', 'require',
+           'require_columns', 'require_file', 'atomic_path', 'write_json', 'write_csv', 'posix_rel', 'safe_joiner',
+           'safe_join', 'lock_holder', 'folder_lock']
 
 # %% ../nbs/00_core.ipynb #43d4f690
 log = logging.getLogger('iwildcam_nb')
+
+# %% ../nbs/00_core.ipynb #0f6b47b8
+DETECTOR_CONF = 0.3 # MegaDetector confidence from which a box is trusted: cropped, trained on, classified, ensembled, counted
+
+# %% ../nbs/00_core.ipynb #6aee7da3
+def on_terminal()->bool:
+    "Is standard output a terminal? Progress bars show by default only there, not in logs or notebooks' captured output."
+    return bool(getattr(sys.stdout, 'isatty', None) and sys.stdout.isatty())
 
 # %% ../nbs/00_core.ipynb #84eca77a
 class InputError(ValueError):
@@ -58,6 +67,24 @@ def require(rec:dict, # one record (image, annotation, detection...)
     if not isinstance(rec, dict): raise InputError(path, where, f'expected an object, got {type(rec).__name__}')
     try: return rec[key]
     except KeyError: raise InputError(path, f'{where}.{key}', 'required field is missing') from None
+
+# %% ../nbs/00_core.ipynb #b2f14630
+def require_columns(df, # a table
+                    cols, # the columns it must have
+                    source, # where it came from, for the message: a file, or a name like 'detections'
+                   ):
+    "`df`, or an `InputError` naming `source` and the first of `cols` it lacks."
+    if missing := [c for c in cols if c not in df.columns]: raise InputError(source, missing[0], 'required column is missing')
+    return df
+
+def require_file(path, # a file the stage reads
+                 what:str='file', # what it is, for the message
+                 hint:str='', # what to do when it is missing
+                )->Path:
+    "`path` as a `Path`, or an `InputError` saying that `what` is not found there (and `hint`)."
+    path = Path(path)
+    if not path.is_file(): raise InputError(path, '-', f'{what} not found' + (f': {hint}' if hint else ''))
+    return path
 
 # %% ../nbs/00_core.ipynb #be3f57db
 def _umask()->int:

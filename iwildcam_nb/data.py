@@ -16,7 +16,7 @@ from .core import InputError, posix_rel, read_json, require, log
 # %% auto #0
 __all__ = ['DATETIME_FORMATS', 'IMAGE_COLS', 'FIELD_ALIASES', 'MD_CATEGORIES', 'UNMATCHED', 'DET_COLS', 'parse_datetimes',
            'CocoTables', 'load_coco', 'clip_boxes', 'MegaDetectorResults', 'read_megadetector', 'load_megadetector',
-           'boxes_per_image', 'rebuild_sequences', 'sequence_agreement', 'split_by_location']
+           'boxes_per_image', 'iso_times', 'wall_clock', 'rebuild_sequences', 'sequence_agreement', 'split_by_location']
 
 # %% ../nbs/01_data.ipynb #2a0253be
 def _col(recs:list, # records (dicts)
@@ -515,7 +515,7 @@ def _camera(images:pd.DataFrame)->pd.Series:
     sub = _escape(_text(images['sub_location'].to_numpy() if 'sub_location' in images else none))
     return loc.where(sub.isna(), loc + '/' + sub).set_axis(images.index)
 
-def _stamp(dt:pd.Series)->pd.Series:
+def iso_times(dt:pd.Series)->pd.Series:
     "ISO 8601 times to the second, with microseconds where a time has them."
     out = dt.dt.strftime('%Y-%m-%dT%H:%M:%S')
     frac = (dt.dt.microsecond != 0).to_numpy()
@@ -529,11 +529,11 @@ def _bursts(t:pd.DataFrame, gap_s:float)->pd.DataFrame:
     new = np.r_[True, (cam[1:] != cam[:-1]) | gap] if len(t) else np.zeros(0, bool)
     start = np.flatnonzero(new)
     code = np.cumsum(new) - 1
-    sid = (t.cam.iloc[start] + '@' + _stamp(t.dt.iloc[start])).to_numpy()
+    sid = (t.cam.iloc[start] + '@' + iso_times(t.dt.iloc[start])).to_numpy()
     return pd.DataFrame({'seq_id': sid[code], 'seq_num_frames': np.diff(np.r_[start, len(t)])[code],
                          'frame_num': np.arange(len(t)) - start[code]}, index=t.index)
 
-def _wall_clock(dt:pd.Series)->pd.Series:
+def wall_clock(dt:pd.Series)->pd.Series:
     "A datetime column as naive wall-clock datetime64[us]: a time zone is dropped (not converted), strings are parsed."
     if isinstance(dt.dtype, pd.DatetimeTZDtype): dt = dt.dt.tz_localize(None)
     elif not pd.api.types.is_datetime64_dtype(dt): dt = parse_datetimes(dt.to_numpy())
@@ -546,7 +546,7 @@ def rebuild_sequences(images:pd.DataFrame, # images table with location (+ sub_l
     "Copy of `images` with seq_id, seq_num_frames and frame_num rebuilt from camera and datetime."
     if not gap_s >= 0: raise ValueError(f'gap_s must be >= 0 seconds, got {gap_s}')
     df = images.reset_index(drop=True)
-    dt = _wall_clock(df['datetime']) if 'datetime' in df else pd.Series(pd.NaT, index=df.index, dtype='datetime64[us]')
+    dt = wall_clock(df['datetime']) if 'datetime' in df else pd.Series(pd.NaT, index=df.index, dtype='datetime64[us]')
     t = pd.DataFrame({'cam': _camera(df), 'dt': dt, 'image_id': _text(df['image_id'])})
     ok = (t.cam.notna() & t.dt.notna()).to_numpy()
     if not ok.all(): log.warning(f'{(~ok).sum()} of {len(df)} images have no datetime or location: '

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import InputError, write_csv
-from .vocab import check_probs, write_probs, _col_ids
+from .core import require_file, require_columns, DETECTOR_CONF, InputError, write_csv
+from .vocab import check_probs, write_probs, column_ids
 
 # %% auto #0
 __all__ = ['NO_CROP_RULES', 'CROP_RULES', 'EnsembleConfig', 'check_crops', 'crop_image_probs', 'ensemble_probs', 'label_images',
@@ -24,7 +24,7 @@ class EnsembleConfig:
     w_full:float=0.3 # weight of the full-image model on images that have a trusted crop
     w_crop:float=0.7 # weight of the crop model there; the two weights must sum to 1
     crop_rule:str='max_conf' # several crops in one image: 'max_conf' (the crop of the most confident box) or 'conf_mean' (detector-confidence-weighted mean)
-    crop_conf:float=0.3 # crops of boxes below this detector confidence are ignored; an image with none left uses the full model alone
+    crop_conf:float=DETECTOR_CONF # crops of boxes below this detector confidence are ignored; an image with none left uses the full model alone
     tol:float=1e-3 # allowed distance of each probability row sum from 1
     no_crop:str='full' # images without a trusted crop: 'full' (the full model alone, as the seed) or 'empty' (empty unless the full model is sure)
     sure:float=0.8 # with no_crop='empty': an image keeps the full model's answer when its best non-empty class reaches this
@@ -59,8 +59,7 @@ def check_crops(crops:pd.DataFrame, # crops table: crop_id, image_id, conf (+ de
                )->pd.DataFrame: # the table indexed by crop_id
     "The crops table indexed by `crop_id`, refusing missing columns, repeated crop ids and missing confidences."
     if crops.index.name == 'crop_id' and 'crop_id' not in crops.columns: crops = crops.reset_index() # checked already
-    for c in ('crop_id', 'image_id', 'conf'):
-        if c not in crops.columns: raise InputError(source, c, 'required column is missing')
+    require_columns(crops, ('crop_id', 'image_id', 'conf'), source)
     c = crops.set_index('crop_id')
     _unique_index(c, source)
     conf = pd.to_numeric(c.conf, errors='coerce')
@@ -145,7 +144,7 @@ def label_images(probs:pd.DataFrame, # probs per image_id (e.g. `ensemble_probs`
                  source:pd.Series|str='ensemble', # per-image source (as `ensemble_probs` returns) or one for all
                 )->pd.DataFrame: # image_preds: image_id, seq_id, label, score, source
     "One label per image: the most probable class, its probability, the image's sequence and where the decision came from."
-    p = check_probs(probs, _col_ids(probs.columns, 'probs'), 'probs')
+    p = check_probs(probs, column_ids(probs.columns, 'probs'), 'probs')
     _unique_index(p, 'probs')
     seq = images.set_index('image_id').seq_id
     _unique_index(seq.to_frame(), 'images')
@@ -168,8 +167,7 @@ def ensemble_files(full_csv, # full-model probs CSV (`iwildcam_nb.vocab.write_pr
                   )->pd.DataFrame: # image_preds
     "Read the two models' probs and the crops table, ensemble them, write `ensemble_probs.csv` and `image_preds.csv`."
     from iwildcam_nb.vocab import read_probs
-    crops_csv = Path(crops_csv)
-    if not crops_csv.is_file(): raise InputError(crops_csv, '-', 'file not found')
+    crops_csv = require_file(crops_csv)
     probs, src = ensemble_probs(read_probs(full_csv), read_probs(crop_csv), pd.read_csv(crops_csv, dtype={'crop_id': str, 'image_id': str}),
                                 vocab, cfg, images)
     write_probs(probs, Path(out_dir)/'ensemble_probs.csv')

@@ -10,22 +10,22 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
-from .core import InputError, log, read_json, write_json, write_csv, atomic_path, folder_lock
+from fastcore.basics import chunked
+from .core import DETECTOR_CONF, InputError, log, read_json, write_json, atomic_path, folder_lock
 from .data import load_coco, read_megadetector, rebuild_sequences, parse_datetimes
 from .preprocess import list_images, pmap, progress, orientation, resize_images, make_crops, MAX_PIXELS
 from .models import KINDS, load_model, model_paths
-from .predict import KEYS, predict_items, predict_probs
-from .ensemble import EnsembleConfig, ensemble_probs, label_images
-from .sequences import VoteConfig, CountConfig, predict_sequences
+from .predict import INDEX_NAME, predict_items, predict_probs
+from .ensemble import EnsembleConfig
+from .sequences import VoteConfig, CountConfig
 from .vocab import write_probs
-from .outputs import add_unanswered
-from .pipeline import MAX_BOXES_PER_IMAGE, cap_boxes
+from .pipeline import MAX_BOXES_PER_IMAGE, PROBS, cap_boxes, answer_sequences, write_answers
 
 # %% auto #0
 __all__ = ['TIME_SOURCES', 'EXIF_IFD', 'DATETIME_ORIGINAL', 'DATETIME', 'FAIL_COLS', 'InferConfig', 'photo_info', 'folder_images',
            'coco_images', 'detector_failures', 'cache_pictures', 'load_models', 'model_categories', 'file_digest',
-           'models_key', 'ids_digest', 'Checkpoints', 'chunked', 'prediction_items', 'skipped_failures',
-           'predict_checkpointed', 'answer', 'write_answers', 'check_matched', 'predict_folder']
+           'models_key', 'ids_digest', 'Checkpoints', 'checkpoint_chunks', 'prediction_items', 'skipped_failures',
+           'predict_checkpointed', 'check_matched', 'predict_folder']
 
 # %% ../nbs/09b_infer.ipynb #fb59fa6a
 @dataclass
@@ -35,7 +35,7 @@ class InferConfig:
     time_source:str = 'exif' # without a COCO file: 'exif' (DateTimeOriginal, else the file time) or 'file' (file times only)
     resize_size:int = 256 # frames are resized to this many pixels on the longest side for the full model...
     crop_size:int = 128 # ...and boxes cropped at this size for the crop model
-    crop_conf:float = 0.3 # boxes at or above this confidence are cropped and classified
+    crop_conf:float = DETECTOR_CONF # boxes at or above this confidence are cropped and classified
     max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`pipeline.cap_boxes`); None: all
     max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`preprocess.open_limited`)
     checkpoint_every:int = 256 # images per checkpoint: a killed run loses at most this many images' work
@@ -190,13 +190,12 @@ class Checkpoints:
         "The tables of checkpoint `k`, with `vocab` as columns."
         with np.load(self.path(k)) as z:
             names = {n.rsplit('_', 1)[0] for n in z.files}
-            return {n: pd.DataFrame(z[f'{n}_values'], index=pd.Index(z[f'{n}_index'], name=KEYS[n]), columns=vocab) for n in names}
+            return {n: pd.DataFrame(z[f'{n}_values'], index=pd.Index(z[f'{n}_index'], name=INDEX_NAME[n]), columns=vocab) for n in names}
 
 
-def chunked(ids:list, n:int)->list[list]:
-    "`ids` sorted and cut in runs of `n`: the same photos always make the same checkpoints."
-    ids = sorted(ids)
-    return [ids[i:i+n] for i in range(0, len(ids), n)]
+def checkpoint_chunks(ids:list, n:int)->list[list]:
+    "`ids` sorted and cut in runs of `n` (fastcore's `chunked`): the same photos always make the same checkpoints."
+    return list(chunked(sorted(ids), chunk_sz=n))
 
 def prediction_items(images:pd.DataFrame, crops:pd.DataFrame, cache, cfg:InferConfig)->tuple[pd.DataFrame, pd.DataFrame]:
     "The resized frames and crops to predict (`predict.predict_items`), unreadable files logged and left out."
@@ -227,7 +226,7 @@ def predict_checkpointed(learners:dict, # kind -> learner (`load_models`)
                          cfg:InferConfig, show_progress:bool|None=None)->dict: # kind -> probability table
     "Predict the frames and crops in checkpoints of `cfg.checkpoint_every` photos; finished checkpoints are read, not redone."
     vocab = learners['full'].meta['vocab']
-    ck, chunks = Checkpoints(folder, key), chunked(full.image_id.tolist(), cfg.checkpoint_every)
+    ck, chunks = Checkpoints(folder, key), checkpoint_chunks(full.image_id.tolist(), cfg.checkpoint_every)
     todo = [k for k in range(len(chunks)) if not ck.done(k)]
     if len(todo) < len(chunks): log.warning(f'resuming: {len(chunks) - len(todo)} of {len(chunks)} checkpoints already done')
     parts = {kind: _by_chunk(t, chunks) for kind, t in (('full', full), ('crop', crop))} # split once, not once per checkpoint
@@ -235,33 +234,7 @@ def predict_checkpointed(learners:dict, # kind -> learner (`load_models`)
         items = {kind: parts[kind].get(k, t.iloc[:0]) for kind, t in (('full', full), ('crop', crop))}
         ck.save(k, _predict_chunk(learners, items, cfg, cfg.seed + k))
     parts = [ck.load(k, vocab) for k in range(len(chunks))]
-    return {kind: pd.concat([p[kind] for p in parts]) if parts else pd.DataFrame(columns=vocab) for kind in KEYS}
-
-# %% ../nbs/09b_infer.ipynb #9d144975
-def answer(images:pd.DataFrame, dets:pd.DataFrame, probs:dict, crops:pd.DataFrame, categories:pd.DataFrame, cfg:InferConfig)->dict:
-    "Ensemble, decide and count: probs and image_preds of the photos that could be predicted, seq_preds of every sequence."
-    full, crop = probs['full'], probs['crop']
-    ok = images[images.image_id.isin(full.index)]
-    crops = crops[crops.crop_id.isin(crop.index)]
-    ens, src = ensemble_probs(full, crop, crops, list(full.columns), cfg.ensemble, ok)
-    preds = label_images(ens, ok, src)
-    seq = add_unanswered(predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, categories, ens, crop, crops, cfg.vote, cfg.count), images)
-    return dict(probs=ens, image_preds=preds, seq_preds=seq)
-
-def write_answers(out, images:pd.DataFrame, dets:pd.DataFrame, probs:dict, crops:pd.DataFrame, res:dict,
-                  categories:pd.DataFrame, failures:pd.DataFrame, info:dict|None=None)->dict: # name -> path
-    "Every output file: probability tables, image and sequence predictions, failures, both submissions, the interop files."
-    from iwildcam_nb.pipeline import write_submissions
-    from iwildcam_nb.outputs import write_outputs
-    out = Path(out)
-    write_probs(probs['full'], out/'preds'/'full_probs.csv'); write_probs(probs['crop'], out/'preds'/'crop_probs.csv')
-    write_probs(res['probs'], out/'preds'/'ensemble_probs.csv')
-    write_csv(res['image_preds'], out/'preds'/'image_preds.csv'); write_csv(res['seq_preds'], out/'preds'/'seq_preds.csv')
-    write_csv(failures, out/'failures.csv')
-    write_submissions(res['seq_preds'], images, list(categories.category_id), out)
-    names = dict(zip(categories.category_id.astype(int), categories.name))
-    paths = write_outputs(out, images, dets, res['image_preds'], res['seq_preds'], res['probs'], probs['crop'], names, failures, info)
-    return {**paths, 'submission_2021': out/'submission_2021.csv', 'submission_2020': out/'submission_2020.csv', 'failures': out/'failures.csv'}
+    return {kind: pd.concat([p[kind] for p in parts]) if parts else pd.DataFrame(columns=vocab) for kind in INDEX_NAME}
 
 # %% ../nbs/09b_infer.ipynb #67f72e9d
 def check_matched(md, # `MegaDetectorResults` read with `unmatched='drop'`
@@ -299,6 +272,7 @@ def predict_folder(images_dir, # folder of photos (camera subfolders when there 
         probs = predict_checkpointed(learners, full_it, crop_it, out/'checkpoints', key, cfg, show_progress)
         failures = pd.concat([detector_failures(md.per_image, images), read_fails, skipped_failures(full_it, crop_it)], ignore_index=True)
         categories = model_categories(learners['full'].meta)
-        res = answer(images, dets, probs, crops, categories, cfg)
-        paths = write_answers(out, images, dets, probs, crops, res, categories, failures)
+        res = answer_sequences(images, dets, probs['full'], probs['crop'], crops, categories, cfg.ensemble, cfg.vote, cfg.count)
+        for kind in KINDS: write_probs(probs[kind], out/PROBS[kind])
+        paths = write_answers(out, images, dets, res, probs['crop'], categories, failures)
         return dict(images=images, failures=failures, model_probs=probs, **res, paths=paths)

@@ -6,33 +6,31 @@
 from __future__ import annotations
 import csv, numpy as np, pandas as pd
 from pathlib import Path
-from .core import InputError, log, write_csv
-from .vocab import check_probs
+from .core import require_file, require_columns, InputError, log, write_csv
+from .vocab import EMPTY, check_probs
 
 # %% auto #0
-__all__ = ['EMPTY', 'PREFIX', 'SUB2020_COLS', 'SUB2020_README', 'species_ids', 'check_counts', 'counts_from_seq_preds',
+__all__ = ['SUBMISSION_PREFIX', 'SUB2020_COLS', 'SUB2020_README', 'species_ids', 'check_counts', 'counts_from_seq_preds',
            'counts_from_truth', 'align_counts', 'column_rmse', 'mcrmse', 'scrsse', 'accuracy', 'image_labels',
            'seq_labels', 'seq_pred_labels', 'image_accuracy', 'seq_accuracy', 'top_k_error', 'sequences_to_submit',
            'counts_to_submission', 'submission_2021', 'submission_2020', 'parse_submission', 'read_submission',
            'write_submission', 'read_truth', 'score_counts', 'score', 'format_scores']
 
 # %% ../nbs/08_metrics.ipynb #0e397772
-EMPTY = 0 # category id of "empty": the row of zeros in a counts matrix, never a column
-
 def species_ids(vocab, # category ids (e.g. `class_vocab(categories)`), with or without 0
                )->list[int]: # the non-empty ids, ascending: the columns of a counts matrix
     "The columns a counts matrix has for `vocab`: every category id except 0 (empty), ascending."
     return sorted({int(c) for c in vocab} - {EMPTY})
 
 # %% ../nbs/08_metrics.ipynb #49d56d4d
-PREFIX = 'Predicted' # 2021 submission column prefix: `Predicted{category_id}`
+SUBMISSION_PREFIX = 'Predicted' # 2021 submission column prefix: `Predicted{category_id}`
 
 def _count_cols(cols, source:str)->list[int]:
     "Column labels (int, '3' or 'Predicted3') as integer category ids; anything else is an `InputError`."
     out = []
     for c in cols:
-        s = str(c).removeprefix(PREFIX)
-        if not s.isdigit(): raise InputError(source, f'column {c!r}', f'not a category id (expected {PREFIX}<id> or <id>)')
+        s = str(c).removeprefix(SUBMISSION_PREFIX)
+        if not s.isdigit(): raise InputError(source, f'column {c!r}', f'not a category id (expected {SUBMISSION_PREFIX}<id> or <id>)')
         out.append(int(s))
     if len(set(out)) < len(out): raise InputError(source, '-', f'category column {pd.Series(out)[pd.Series(out).duplicated()].iloc[0]} appears twice')
     return out
@@ -74,8 +72,7 @@ def check_counts(counts:pd.DataFrame, # counts matrix: index seq_id, one column 
 # %% ../nbs/08_metrics.ipynb #d82d2508
 def _long_to_counts(df:pd.DataFrame, species, source:str)->pd.DataFrame:
     "Long rows (seq_id, category_id, count) as a counts matrix; category 0 rows only register a sequence."
-    for k in ('seq_id', 'category_id', 'count'):
-        if k not in df.columns: raise InputError(source, k, 'required column is missing')
+    require_columns(df, ('seq_id', 'category_id', 'count'), source)
     cat = _as_counts(df['category_id'], df['seq_id'].to_numpy(), source, 'category_id')[:, 0]
     n = _as_counts(df['count'], df['seq_id'].to_numpy(), source, 'count')[:, 0]
     dup = pd.DataFrame({'s': df['seq_id'].to_numpy(), 'c': cat}).duplicated().to_numpy()
@@ -105,8 +102,7 @@ def counts_from_truth(counts:pd.DataFrame, # ground truth: seq_id, split, catego
                      )->pd.DataFrame: # counts matrix of the true counts
     "The counts matrix of a ground-truth counts table, restricted to one split."
     if split is not None:
-        if 'split' not in counts.columns: raise InputError(source, 'split', 'required column is missing')
-        counts = counts[counts['split'] == split]
+        counts = require_columns(counts, ['split'], source).pipe(lambda c: c[c['split'] == split])
         if counts.empty: raise InputError(source, 'split', f'no rows with split {split!r}')
     return _long_to_counts(counts, species, source)
 
@@ -261,7 +257,7 @@ def counts_to_submission(counts:pd.DataFrame, # counts matrix (index seq_id)
     _check_ids(ids, 'seq_ids', 'seq_id')
     _same_ids(c.index, ids, source, 'seq_id')
     c = c.reindex(ids)
-    out = pd.DataFrame(c.to_numpy(), columns=[f'{PREFIX}{i}' for i in c.columns])
+    out = pd.DataFrame(c.to_numpy(), columns=[f'{SUBMISSION_PREFIX}{i}' for i in c.columns])
     out.insert(0, 'Id', ids.to_numpy())
     return out
 
@@ -288,8 +284,7 @@ def submission_2020(seq_label:pd.Series, # label per seq_id (e.g. `seq_pred_labe
 # %% ../nbs/08_metrics.ipynb #dd62fbed
 def _read_csv(path)->pd.DataFrame:
     "Read a CSV, its first column (the ids) as text; a missing or empty file is an `InputError`."
-    path = Path(path)
-    if not path.is_file(): raise InputError(path, '-', 'file not found')
+    path = require_file(path)
     try:
         with open(path, newline='', encoding='utf-8-sig') as f: head = next(csv.reader(f), [])
         dup = [c for i,c in enumerate(head) if c in head[:i]]
@@ -308,8 +303,8 @@ def _labels_2020(df:pd.DataFrame, source:str)->pd.DataFrame:
 
 def _counts_2021(df:pd.DataFrame, source:str)->pd.DataFrame:
     "A 2021 table (Id, Predicted<id>...) checked as a counts matrix indexed by seq_id."
-    bad = [c for c in df.columns[1:] if not (c.startswith(PREFIX) and c[len(PREFIX):].isdigit())]
-    if bad: raise InputError(source, f'column {bad[0]!r}', f'bad header: expected {PREFIX}<category id> columns after Id (2021) or {",".join(SUB2020_COLS)} (2020)')
+    bad = [c for c in df.columns[1:] if not (c.startswith(SUBMISSION_PREFIX) and c[len(SUBMISSION_PREFIX):].isdigit())]
+    if bad: raise InputError(source, f'column {bad[0]!r}', f'bad header: expected {SUBMISSION_PREFIX}<category id> columns after Id (2021) or {",".join(SUB2020_COLS)} (2020)')
     ids = pd.Index(df['Id'], name='seq_id')
     if ids.isna().any(): raise InputError(source, 'Id', f'empty Id in row {int(np.flatnonzero(ids.isna())[0]) + 2}')
     return check_counts(df.iloc[:, 1:].set_axis(ids), source=source)
@@ -323,7 +318,7 @@ def parse_submission(df:pd.DataFrame, # a submission table as read (header as co
     if cols in (SUB2020_COLS, SUB2020_README): out, fmt = _labels_2020(df, source), '2020'
     elif cols[:1] == ['Id'] and len(cols) > 1: out, fmt = _counts_2021(df.set_axis(cols, axis=1), source), '2021'
     else: raise InputError(source, 'header', f'bad header {",".join(cols[:4])}{",..." if len(cols) > 4 else ""}: expected '
-                           f'Id,{PREFIX}<id>,... (2021) or {",".join(SUB2020_COLS)} (2020)')
+                           f'Id,{SUBMISSION_PREFIX}<id>,... (2021) or {",".join(SUB2020_COLS)} (2020)')
     out.attrs['format'] = fmt
     return out
 

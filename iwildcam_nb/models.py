@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from .core import InputError, atomic_path, log, read_json, require, safe_joiner, write_json
+from .core import require_file, require_columns, DETECTOR_CONF, InputError, atomic_path, log, read_json, require, safe_joiner, write_json
 from .data import split_by_location
 from .features import STRATEGIES, cache_file, choose_strategy, fit_head
-from .preprocess import _isatty
+from .core import on_terminal
 from .vocab import class_vocab, vocab_names
 
 # %% auto #0
@@ -56,12 +56,8 @@ CROP_COLS = ['crop_id', 'image_id', 'conf', 'path'] # columns of `crops.csv` tha
 
 def read_crops(folder)->pd.DataFrame:
     "The crops table `crops.csv` that `make_crops` wrote in `folder`."
-    f = Path(folder)/'crops.csv'
-    if not f.is_file(): raise InputError(f, '-', 'crops table not found: run make_crops (iwildcam-nb crops) first')
-    crops = pd.read_csv(f, dtype={'crop_id': str, 'image_id': str, 'path': str})
-    missing = [c for c in CROP_COLS if c not in crops]
-    if missing: raise InputError(f, missing[0], 'required column is missing')
-    return crops
+    f = require_file(Path(folder)/'crops.csv', 'crops table', 'run make_crops (iwildcam-nb crops) first')
+    return require_columns(pd.read_csv(f, dtype={'crop_id': str, 'image_id': str, 'path': str}), CROP_COLS, f)
 
 # %% ../nbs/04_models.ipynb #f86021c1
 def _frame_locations(crops:pd.DataFrame, images:pd.DataFrame|None)->tuple[pd.DataFrame, pd.Series]:
@@ -77,7 +73,7 @@ def crop_items(crops:pd.DataFrame, # crops table (see `read_crops`): crop_id, im
                folder, # the crops folder; `path`s are relative to it
                labels:pd.DataFrame|None=None, # labels table (a crop gets its frame's label); None for prediction
                vocab:list[int]|None=None, # class vocabulary, needed with `labels`
-               min_conf:float=0.3, # drop boxes below this detector confidence
+               min_conf:float=DETECTOR_CONF, # drop boxes below this detector confidence
                empty_crops:bool=True, # keep crops of frames labelled empty (category 0): detector false positives
               )->pd.DataFrame: # crop_id, image_id, location, path, category_id
     "One item per crop: its file in `folder`, its frame's location and its frame's label."
@@ -160,7 +156,7 @@ class Recipe:
     max_lighting:float = 0.4 # brightness and contrast change up to this much
     max_warp:float = 0.4 # perspective warp up to this much
     pad_mode:str = 'reflection' # how rotation and zoom fill the corners
-    min_conf:float = 0.3 # crops only: detector confidence a box needs to be a training crop
+    min_conf:float = DETECTOR_CONF # crops only: detector confidence a box needs to be a training crop
     empty_crops:bool = True # crops only: train on crops of empty frames as class 0 (see `crop_items`)
     valid_pct:float = 0.2 # share of the training photos held out for validation, by location (0: none)
     min_train:int = 5 # validation never leaves a class with fewer training photos than this (see `add_valid`)
@@ -268,7 +264,7 @@ def quiet(learn, # the learner
          )->ExitStack:
     "Context that hides fastai's bars and epoch tables unless `show_progress` (by default: in a terminal)."
     stack = ExitStack()
-    if not (_isatty() if show_progress is None else show_progress):
+    if not (on_terminal() if show_progress is None else show_progress):
         stack.enter_context(learn.no_bar()); stack.enter_context(learn.no_logging())
     return stack
 
@@ -344,7 +340,7 @@ def heldout_items(kind:str, # 'full' or 'crop'
                   images:pd.DataFrame, labels:pd.DataFrame, vocab:list[int], # tables and vocabulary
                   folder, # resized frames or crops folder of the held-out photos
                   split:str='test', # the images' split to evaluate on
-                  min_conf:float=0.3, # crops: the detector threshold of training
+                  min_conf:float=DETECTOR_CONF, # crops: the detector threshold of training
                  )->pd.DataFrame: # labelled items, all `is_valid`
     "Labelled items of the held-out split, for measuring accuracy."
     ims = images[images.split == split] if 'split' in images else images
@@ -424,7 +420,7 @@ def _check_fields(meta:dict, js:Path)->dict:
 def _read_weights(weights:Path)->tuple[dict, str|None]:
     "Tensors and embedded description of a safetensors file; no code is run."
     from safetensors import safe_open
-    if not weights.is_file(): raise InputError(weights, '-', 'weights file not found')
+    require_file(weights, 'weights file')
     try:
         with safe_open(str(weights), framework='pt') as f: return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {}).get(_META_KEY)
     except Exception as e: raise InputError(weights, '-', f'not a safetensors file ({type(e).__name__})') from None

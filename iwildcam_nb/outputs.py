@@ -9,27 +9,27 @@ from datetime import datetime
 from pathlib import Path
 import numpy as np, pandas as pd
 from . import __version__
-from .core import InputError, log, posix_rel, require, write_csv, write_json
-from .data import _stamp, _wall_clock
+from .core import require_columns, InputError, log, posix_rel, require, write_csv, write_json
+from .data import iso_times, wall_clock
+from .vocab import ROW_BLOCK
 from .preprocess import crop_id
 
 # %% auto #0
-__all__ = ['DETECTION_CATEGORIES', 'MD_FORMAT_VERSION', 'DIGITS', 'CLASSIFIER_NAME', 'ROW_BLOCK', 'BOX_TOL', 'SPECIESNET_LABELS',
+__all__ = ['DETECTION_CATEGORIES', 'MD_FORMAT_VERSION', 'DECIMALS', 'CLASSIFIER_NAME', 'BOX_TOL', 'SPECIESNET_LABELS',
            'SEQUENCE_COLS', 'NO_ANSWER', 'OUTPUT_FILES', 'MD_FAILURE_STAGES', 'md_classified', 'check_md_format',
            'speciesnet_predictions', 'sequence_table', 'add_unanswered', 'write_outputs']
 
 # %% ../nbs/08a_outputs.ipynb #345e5cc0
 DETECTION_CATEGORIES = {'1': 'animal', '2': 'person', '3': 'vehicle'} # MegaDetector's detection category ids
 MD_FORMAT_VERSION = '1.4' # the MegaDetector output format version we write
-DIGITS = 4 # decimals kept for confidences, box coordinates and class probabilities (MegaDetector writes 3-4)
+DECIMALS = 4 # decimals kept for confidences, box coordinates and class probabilities (MegaDetector writes 3-4)
 CLASSIFIER_NAME = f'iwildcam_nb {__version__}' # `info.classifier` and SpeciesNet's `model_version`
 _DET_IDS = {v: k for k,v in DETECTION_CATEGORIES.items()}
 
 # %% ../nbs/08a_outputs.ipynb #be6cf401
 def _need_cols(df:pd.DataFrame, cols:tuple, source:str):
     "InputError naming the first of `cols` missing from `df`."
-    for c in cols:
-        if c not in df.columns: raise InputError(source, c, 'required column is missing')
+    require_columns(df, cols, source)
 
 def _checked_images(images:pd.DataFrame)->pd.DataFrame:
     "`images` with a fresh index, refusing a missing column, a missing file_name or an image listed twice."
@@ -61,21 +61,19 @@ def _box_order(ims:pd.DataFrame, # checked images table
 def _box_records(d:pd.DataFrame, # ordered detections (`_box_order`)
                  labels:dict|None=None, # category name -> a `label` to add to each record (SpeciesNet)
                 )->list[dict]:
-    "One JSON object per box: category id, conf and bbox [x, y, w, h] rounded to `DIGITS` (+ label)."
-    cat, conf = _det_ids(d.category), d.conf.to_numpy(float).round(DIGITS).tolist()
-    bb = d[['x', 'y', 'w', 'h']].to_numpy(float).round(DIGITS).tolist()
+    "One JSON object per box: category id, conf and bbox [x, y, w, h] rounded to `DECIMALS` (+ label)."
+    cat, conf = _det_ids(d.category), d.conf.to_numpy(float).round(DECIMALS).tolist()
+    bb = d[['x', 'y', 'w', 'h']].to_numpy(float).round(DECIMALS).tolist()
     if labels is None: return [{'category': c, 'conf': p, 'bbox': b} for c,p,b in zip(cat, conf, bb)]
     return [{'category': c, 'label': labels[n], 'conf': p, 'bbox': b} for c,n,p,b in zip(cat, d.category, conf, bb)]
 
 # %% ../nbs/08a_outputs.ipynb #884f41fe
-ROW_BLOCK = 8192 # rows of a probability table handled at once by `_top_k`
-
 def _top_k(probs:pd.DataFrame, # probs table (index: image_id or crop_id; int category columns)
            keys, # the rows wanted, in order
            k:int, # how many classes to keep
            block:int=ROW_BLOCK, # rows per numpy call
           )->tuple[np.ndarray, np.ndarray, np.ndarray]: # (positions in `keys` that have a row, their k column positions, their k probabilities)
-    "The `k` most probable classes of the row of each key, most probable first, probabilities rounded to `DIGITS`."
+    "The `k` most probable classes of the row of each key, most probable first, probabilities rounded to `DECIMALS`."
     if not probs.index.is_unique: raise InputError('probs', f'row {probs.index[probs.index.duplicated()][0]!r}', 'listed twice')
     rows, a = probs.index.get_indexer(keys), probs.to_numpy()
     have, k = np.flatnonzero(rows >= 0), max(1, min(int(k), a.shape[1]))
@@ -85,7 +83,7 @@ def _top_k(probs:pd.DataFrame, # probs table (index: image_id or crop_id; int ca
         t = np.argpartition(-x, k - 1, axis=1)[:, :k]
         v = np.take_along_axis(x, t, 1).astype(np.float64) # float32 0.9 is 0.8999999761...: round in float64
         o = np.argsort(-v, axis=1, kind='stable')
-        top[s:s + block], val[s:s + block] = np.take_along_axis(t, o, 1), np.take_along_axis(v, o, 1).round(DIGITS)
+        top[s:s + block], val[s:s + block] = np.take_along_axis(t, o, 1), np.take_along_axis(v, o, 1).round(DECIMALS)
     return have, top, val
 
 def _check_names(probs:pd.DataFrame, names:dict, source:str):
@@ -253,7 +251,7 @@ def _image_pred_fields(image_preds:pd.DataFrame, ims:pd.DataFrame, names:dict)->
     if bad.any(): raise InputError('image_preds', f'row {lab.index[bad][0]!r}', f'label {lab[bad].iloc[0]} has no name in `names`')
     src = p['source'].astype(str) if 'source' in p else pd.Series('', index=p.index)
     out = [None]*len(ims)
-    for i, l, s, o in zip(np.flatnonzero(have), lab.map(names), p.score[have].astype(float).round(DIGITS), src[have]):
+    for i, l, s, o in zip(np.flatnonzero(have), lab.map(names), p.score[have].astype(float).round(DECIMALS), src[have]):
         out[i] = {'prediction': l, 'prediction_score': None if math.isnan(s) else s, 'prediction_source': o}
     return out
 
@@ -293,13 +291,13 @@ def speciesnet_predictions(image_preds:pd.DataFrame, # image_id, seq_id, label (
 SEQUENCE_COLS = ['seq_id', 'location', 'start_time', 'n_frames', 'category_id', 'species', 'count', 'score', 'source']
 
 def _iso(dt:pd.Series)->pd.Series:
-    "ISO 8601 text of datetimes (`data._stamp`: microseconds only where a time has them); '' for NaT."
-    return _stamp(dt).fillna('').astype(object)
+    "ISO 8601 text of datetimes (`data.iso_times`: microseconds only where a time has them); '' for NaT."
+    return iso_times(dt).fillna('').astype(object)
 
 def _seq_facts(images:pd.DataFrame)->pd.DataFrame:
     "Per seq_id: location, start (the earliest frame's datetime, NaT if unknown), n_frames (photos in the images table)."
     _need_cols(images, ('seq_id',), 'images')
-    dt = _wall_clock(images['datetime']) if 'datetime' in images else pd.Series(pd.NaT, index=images.index) # as the data stage reads times
+    dt = wall_clock(images['datetime']) if 'datetime' in images else pd.Series(pd.NaT, index=images.index) # as the data stage reads times
     loc = images['location'].astype('str') if 'location' in images else pd.Series(pd.NA, index=images.index, dtype='str')
     t = pd.DataFrame({'seq_id': images.seq_id.to_numpy(), 'location': loc.to_numpy(), 'start': dt.to_numpy()})
     return t.groupby('seq_id', sort=False).agg(location=('location', 'first'), start=('start', 'min'), n_frames=('start', 'size'))

@@ -8,7 +8,7 @@ import hashlib, json, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import pandas as pd
-from .core import InputError, log, read_json, write_json, write_csv
+from .core import DETECTOR_CONF, InputError, log, read_json, write_json, write_csv
 from .vocab import class_vocab, read_probs, write_probs
 from .data import load_coco, load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
@@ -19,9 +19,9 @@ from . import metrics
 
 # %% auto #0
 __all__ = ['MAX_BOXES_PER_IMAGE', 'PROBS', 'STEPS', 'Inputs', 'sample_inputs', 'cap_boxes', 'load_inputs', 'RunConfig',
-           'quick_config', 'fingerprint', 'Steps', 'prepare', 'recipe_for', 'train_models', 'predict_test', 'aggregate',
-           'run_failures', 'write_submissions', 'inputs_key', 'run', 'image_table', 'evaluate', 'headline',
-           'counts_long', 'make_report']
+           'quick_config', 'fingerprint', 'StepRecord', 'prepare', 'recipe_for', 'train_models', 'predict_test',
+           'answer_sequences', 'write_answers', 'aggregate', 'run_failures', 'write_submissions', 'inputs_key', 'run',
+           'image_table', 'evaluate', 'scores_summary', 'counts_long', 'make_report']
 
 # %% ../nbs/09a_pipeline.ipynb #b3127f7b
 @dataclass
@@ -78,7 +78,7 @@ class RunConfig:
     "Every option of a run, gathered: the stages' own configs plus sizes."
     resize_size:int = 256 # frames are resized to this many pixels on the longest side...
     crop_size:int = 128 # ...and detector crops to this
-    crop_conf:float = 0.3 # boxes at or above this confidence are cropped (and ensembled, see `EnsembleConfig.crop_conf`)
+    crop_conf:float = DETECTOR_CONF # boxes at or above this confidence are cropped (and ensembled, see `EnsembleConfig.crop_conf`)
     full:dict = field(default_factory=dict) # recipe fields to change for the full-image model (see `models.Recipe`)
     crop:dict = field(default_factory=dict) # ...and for the crop model
     tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (see `predict.use_tta`)
@@ -104,7 +104,7 @@ def fingerprint(opts)->str:
     "A short hash of a step's options (anything JSON can write)."
     return hashlib.sha1(json.dumps(opts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-class Steps:
+class StepRecord:
     "The record of finished steps in `out/.steps.json`; once one step reruns, every later one does."
     def __init__(self, out): self.path, self.rerun = Path(out)/'.steps.json', False
     def done(self)->dict: return read_json(self.path) if self.path.exists() else {}
@@ -159,23 +159,48 @@ def _test_split(t:dict)->tuple[pd.DataFrame, pd.DataFrame]:
     test = t['images'][t['images'].split == 'test']
     return test, t['detections'][t['detections'].image_id.isin(test.image_id)]
 
+def answer_sequences(images:pd.DataFrame, # the photos to answer (with seq_id)
+                     dets:pd.DataFrame, # their detections
+                     full:pd.DataFrame, # full-model probabilities, one row per photo that could be predicted
+                     crop:pd.DataFrame, # crop-model probabilities, one row per crop
+                     crops:pd.DataFrame, # crops table (crop_id, image_id, det_idx, conf...)
+                     categories:pd.DataFrame, # categories table: the class vocabulary
+                     ensemble:EnsembleConfig, vote:VoteConfig, count:CountConfig, # the rules
+                    )->dict: # probs and image_preds of the photos that could be predicted, seq_preds of every sequence
+    "Ensemble, decide and count: the one answer chain of `run` and of `predict` on new photos."
+    ok = images[images.image_id.isin(full.index)] # a photo that failed in prepare or predict has no probabilities
+    crops = crops[crops.crop_id.isin(crop.index)]
+    probs, source = ensemble_probs(full, crop, crops, class_vocab(categories), ensemble, ok)
+    preds = label_images(probs, ok, source)
+    seq = predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, categories, probs, crop, crops, vote, count)
+    return dict(probs=probs, image_preds=preds, seq_preds=add_unanswered(seq, images)) # a sequence with no answerable photo is said so
+
+def write_answers(out, # output folder
+                  images:pd.DataFrame, dets:pd.DataFrame, # the photos answered and their detections
+                  res:dict, # from `answer_sequences`
+                  crop:pd.DataFrame, # crop-model probabilities (the MegaDetector file's classifications)
+                  categories:pd.DataFrame, # categories table
+                  failures:pd.DataFrame, # image_id, stage, reason
+                  info:dict|None=None, # extra MegaDetector `info` fields
+                 )->dict: # name -> path of each file written
+    "Every answer file, each atomically: probabilities, image and sequence predictions, failures, both submissions, the interop files."
+    out = Path(out)
+    write_probs(res['probs'], out/'preds'/'ensemble_probs.csv'); write_csv(res['image_preds'], out/'preds'/'image_preds.csv')
+    write_csv(res['seq_preds'], out/'preds'/'seq_preds.csv')
+    write_submissions(res['seq_preds'], images, class_vocab(categories), out)
+    write_csv(failures, out/'failures.csv')
+    names = dict(zip(categories.category_id.astype(int), categories.name))
+    paths = write_outputs(out, images, dets, res['image_preds'], res['seq_preds'], res['probs'], crop, names, failures, info)
+    return {**paths, **{k: out/f'{k}.csv' for k in ('submission_2021', 'submission_2020', 'failures')}}
+
 def aggregate(t:dict, out:Path, cfg:RunConfig)->dict:
-    "Ensemble, decide and count every test sequence; write image_preds, seq_preds, both submissions and the interop files (`outputs`)."
+    "Answer every test sequence from the two probability tables (`answer_sequences`) and write every answer file (`write_answers`)."
     from iwildcam_nb.models import read_crops
     vocab, (test, dets) = class_vocab(t['categories']), _test_split(t)
     full, crop = read_probs(out/PROBS['full'], vocab), read_probs(out/PROBS['crop'], vocab)
-    ok = test[test.image_id.isin(full.index)] # a photo that failed in prepare or predict has no probabilities
-    crops = read_crops(out/'crops'/'test').pipe(lambda c: c[c.crop_id.isin(crop.index)])
-    probs, source = ensemble_probs(full, crop, crops, vocab, cfg.ensemble, ok)
-    preds = label_images(probs, ok, source)
-    seq = predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, t['categories'], probs, crop, crops, cfg.vote, cfg.count)
-    seq = add_unanswered(seq, test) # every test sequence answered: one none of whose photos could be predicted as 'no answerable photo'
-    write_probs(probs, out/'preds'/'ensemble_probs.csv'); write_csv(preds, out/'preds'/'image_preds.csv')
-    write_csv(seq, out/'preds'/'seq_preds.csv')
-    write_submissions(seq, test, vocab, out)
-    fails = write_csv(run_failures(test, dets, full.index, out), out/'failures.csv')
-    write_outputs(out, test, dets, preds, seq, probs, crop, dict(zip(t['categories'].category_id.astype(int), t['categories'].name)), pd.read_csv(fails, dtype=str))
-    return dict(probs=probs, image_preds=preds, seq_preds=seq)
+    res = answer_sequences(test, dets, full, crop, read_crops(out/'crops'/'test'), t['categories'], cfg.ensemble, cfg.vote, cfg.count)
+    write_answers(out, test, dets, res, crop, t['categories'], run_failures(test, dets, full.index, out))
+    return res
 
 def _failure_list(path)->pd.DataFrame:
     "A failure list `preprocess` wrote (item, stage, reason); empty when there is none."
@@ -229,7 +254,7 @@ def run(inp:Inputs, # where the data set is
     from iwildcam_nb.core import folder_lock
     cfg, out = cfg or RunConfig(), Path(out)
     with folder_lock(out): # one run per output folder: a second is refused, naming this one
-        t, st, opts = load_inputs(inp, cfg.max_boxes_per_image), Steps(out), _step_opts(cfg, inp)
+        t, st, opts = load_inputs(inp, cfg.max_boxes_per_image), StepRecord(out), _step_opts(cfg, inp)
         sp = show_progress
         fns = {'prepare': lambda: prepare(t, inp, out, cfg, sp),
                'train full': lambda: train_models(t, out, cfg, 'full', sp), 'train crop': lambda: train_models(t, out, cfg, 'crop', sp),
@@ -312,7 +337,7 @@ def _count_rows(t:dict, r:dict, cfg:RunConfig, truth:pd.DataFrame)->list:
                    ('MCRMSE (lower is better)', 'always one (of the voted species)', metrics.mcrmse(one, truth, sp))]
 
 # %% ../nbs/09a_pipeline.ipynb #0e66fbe8
-def headline(ev:pd.DataFrame, # from `evaluate`
+def scores_summary(ev:pd.DataFrame, # from `evaluate`
              cfg:RunConfig, # the run's options (which vote and counting rule it submits)
              out, # the output folder of the finished run
              inp:Inputs, # the data set (its true counts)

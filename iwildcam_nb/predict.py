@@ -11,10 +11,11 @@ from .preprocess import list_images
 from .vocab import check_probs, write_probs
 
 # %% auto #0
-__all__ = ['KEYS', 'predict_items', 'plain_preds', 'tta_preds', 'probs_table', 'seed_tta', 'use_tta', 'predict_probs', 'predict']
+__all__ = ['INDEX_NAME', 'TTA_PASSES', 'TTA_BETA', 'predict_items', 'plain_preds', 'tta_preds', 'probs_table', 'seed_tta',
+           'use_tta', 'predict_probs', 'predict']
 
 # %% ../nbs/05_predict.ipynb #c8e81f4b
-KEYS = {'full': 'image_id', 'crop': 'crop_id'} # the index of each kind's probability table
+INDEX_NAME = {'full': 'image_id', 'crop': 'crop_id'} # the index of each kind's probability table
 
 def _folder_images(folder)->pd.DataFrame:
     "An images table for a bare folder: every image, its path without extension as `image_id`."
@@ -34,6 +35,9 @@ def predict_items(kind:str, # 'full' or 'crop'
     else: items = crop_items(read_crops(folder) if crops is None else crops, None, folder, min_conf=min_conf)
     return check_files(items)
 
+# %% ../nbs/05_predict.ipynb #00a95913
+TTA_PASSES, TTA_BETA = 4, 0.25 # fastai's TTA defaults: 4 augmented passes, the plain prediction weighted 0.25 in the blend
+
 # %% ../nbs/05_predict.ipynb #bfb8c0a5
 def plain_preds(learn, # a learner, e.g. from `models.load_model`
                 dl, # DataLoader of the pictures, e.g. `learn.dls.test_dl(items)`
@@ -44,8 +48,8 @@ def plain_preds(learn, # a learner, e.g. from `models.load_model`
 
 def tta_preds(learn, # a learner, e.g. from `models.load_model`
               dl, # DataLoader of the pictures
-              n:int=4, # augmented passes
-              beta:float=0.25, # weight of the plain prediction in the blend (fastai's default)
+              n:int=TTA_PASSES, # augmented passes
+              beta:float=TTA_BETA, # weight of the plain prediction in the blend (fastai's default)
               show_progress:bool|None=None, # see `models.quiet`
              ):
     "Class probabilities with test-time augmentation, by fastai's `Learner.tta`: a (pictures, classes) tensor."
@@ -79,17 +83,17 @@ def use_tta(learn, # learner from `models.load_model` (it has `meta`)
 def predict_probs(learn, # learner from `models.load_model` (it has `meta`)
                   items:pd.DataFrame, # pictures to predict, from `predict_items`
                   tta:bool|None=None, # test-time augmentation (see `tta_preds`); None: as `use_tta` decides
-                  n:int=4, beta:float=0.25, # TTA passes and weight of the plain prediction
+                  n:int=TTA_PASSES, beta:float=TTA_BETA, # TTA passes and weight of the plain prediction
                   show_progress:bool|None=None, # see `models.quiet`
                   seed:int|None=0, # TTA: seed of the augmentations (the same inputs give the same table); None: not seeded
                  )->pd.DataFrame: # indexed by image_id (full) or crop_id (crop), one column per class
     "The probability table of `items` under the loaded model."
     kind, vocab = learn.meta['kind'], learn.meta['vocab']
-    if not len(items): return probs_table(np.zeros((0, len(vocab)), 'float32'), items, KEYS[kind], vocab)
+    if not len(items): return probs_table(np.zeros((0, len(vocab)), 'float32'), items, INDEX_NAME[kind], vocab)
     dl, tta = learn.dls.test_dl(items), use_tta(learn, tta)
     if tta: seed_tta(seed)
     preds = tta_preds(learn, dl, n, beta, show_progress) if tta else plain_preds(learn, dl, show_progress)
-    return probs_table(preds, items, KEYS[kind], vocab, f'{kind} model')
+    return probs_table(preds, items, INDEX_NAME[kind], vocab, f'{kind} model')
 
 # %% ../nbs/05_predict.ipynb #0f71d430
 def predict(model, # saved model: its .safetensors or .json file, or their common stem
@@ -98,7 +102,7 @@ def predict(model, # saved model: its .safetensors or .json file, or their commo
             images:pd.DataFrame|None=None, # full: the frames to predict; None: every image in `folder`
             crops:pd.DataFrame|None=None, # crop: the crops table; None: `folder`/crops.csv
             tta:bool|None=None, # test-time augmentation; None: as `use_tta` decides
-            n:int=4, beta:float=0.25, # TTA passes and weight of the plain prediction
+            n:int=TTA_PASSES, beta:float=TTA_BETA, # TTA passes and weight of the plain prediction
             bs:int=64, # batch size
             seed:int|None=0, # TTA: seed of the augmentations (see `predict_probs`); None: not seeded
             show_progress:bool|None=None, # see `models.quiet`

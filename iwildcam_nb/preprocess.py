@@ -12,15 +12,16 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 import numpy as np, pandas as pd
 from PIL import Image, ImageFile, ImageOps
-from .core import InputError, atomic_path, posix_rel, read_json, safe_joiner, write_csv, write_json, log
+from fastcore.parallel import num_cpus
+from .core import require_columns, DETECTOR_CONF, on_terminal, InputError, atomic_path, posix_rel, read_json, safe_joiner, write_csv, write_json, log
 from .data import DET_COLS, MD_CATEGORIES
 
 # %% auto #0
 __all__ = ['RESAMPLE', 'TRUNCATED', 'MAX_PIXELS', 'CATEGORIES', 'ORIENTATION', 'MANIFEST', 'IMAGE_EXTS', 'PrepOpts', 'check_size',
            'check_categories', 'open_limited', 'orientation', 'display_size', 'dct_scale', 'target_size', 'open_rgb',
-           'is_complete', 'save_image', 'clean_stray_tmp', 'check_writable', 'use_manifest', 'n_cpus', 'pmap',
-           'progress', 'list_images', 'resize_one', 'failures_csv', 'run_summary', 'resize_images', 'crop_id',
-           'parse_crop_id', 'crop_box', 'has_area', 'select_crops', 'crop_frame', 'make_crops', 'contact_sheet']
+           'is_complete', 'save_image', 'clean_stray_tmp', 'check_writable', 'use_manifest', 'pmap', 'progress',
+           'list_images', 'resize_one', 'failures_csv', 'run_summary', 'resize_images', 'crop_id', 'parse_crop_id',
+           'crop_box', 'has_area', 'select_crops', 'crop_frame', 'make_crops', 'contact_sheet']
 
 # %% ../nbs/03_preprocess.ipynb #24692ece
 RESAMPLE = dict(nearest=Image.Resampling.NEAREST, box=Image.Resampling.BOX, bilinear=Image.Resampling.BILINEAR,
@@ -227,10 +228,6 @@ def use_manifest(out_dir, # output folder of `stage`
     return p.stat().st_mtime_ns
 
 # %% ../nbs/03_preprocess.ipynb #d4da2013
-def n_cpus()->int:
-    "Number of cores this process may use."
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-
 _PR_SET_PDEATHSIG = 1 # Linux prctl option: the signal a process is sent when its parent dies
 
 def _quiet_worker(parent:int|None, # pid of the process that forked this worker (None: not forked, another start method)
@@ -247,20 +244,19 @@ def pmap(fn, # picklable function of one task (a module-level function or a `par
          n_workers:int|None=None, # processes; None = all cores, 0 or 1 = in this process
         ):
     "Yield `fn(task)` for each task, from a process pool in chunks; in any order."
-    n = n_cpus() if n_workers is None else n_workers
+    n = num_cpus() if n_workers is None else n_workers # the cores this process may use (fastcore)
     if n <= 1 or len(tasks) <= 1: yield from map(fn, tasks); return
     chunk = max(1, min(32, len(tasks) // (4*n)))
     ctx = mp.get_context()
     parent = os.getpid() if ctx.get_start_method() == 'fork' else None
     with ctx.Pool(min(n, len(tasks)), _quiet_worker, (parent,)) as pool: yield from pool.imap_unordered(fn, tasks, chunksize=chunk)
 
-def _isatty()->bool: return bool(getattr(sys.stdout, 'isatty', None) and sys.stdout.isatty())
 
 def progress(it, total:int,
              show:bool|None=None, # show the bar; None = only when stdout is a terminal
              unit:str='img'):
     "Iterate `it` with a fastprogress bar showing the rate in `unit`/s; the bar ends with a newline."
-    if not (_isatty() if show is None else show) or not total: yield from it; return
+    if not (on_terminal() if show is None else show) or not total: yield from it; return
     from fastprogress import progress_bar
     pb,t0 = progress_bar(it, total=total),time.perf_counter()
     try:
@@ -445,8 +441,7 @@ _DET_COLS = [c for c in DET_COLS if c != 'file'] # `file` may be missing: then i
 
 def _check_dets(dets:pd.DataFrame)->pd.DataFrame:
     "The detections table with `file` filled in, or an `InputError` naming what is missing or repeated."
-    for c in _DET_COLS:
-        if c not in dets.columns: raise InputError('detections table', c, 'required column is missing')
+    require_columns(dets, _DET_COLS, 'detections table')
     d = dets.dropna(subset=['det_idx', 'conf']).copy()
     dup = d.duplicated(['image_id', 'det_idx'])
     if dup.any(): raise InputError('detections table', 'image_id, det_idx', f'repeated: {d[dup].iloc[0][["image_id", "det_idx"]].tolist()}')
@@ -460,7 +455,7 @@ def has_area(d:pd.DataFrame)->pd.Series:
 
 # %% ../nbs/03_preprocess.ipynb #a6c4927a
 def select_crops(dets:pd.DataFrame, # detections table: image_id, det_idx, category, conf, x, y, w, h, optional file
-                 conf:float=0.3, # keep boxes with at least this confidence
+                 conf:float=DETECTOR_CONF, # keep boxes with at least this confidence
                  categories=('animal',), # keep boxes of these categories (animal, person, vehicle; any case)
                 )->pd.DataFrame: # one row per crop: crop_id, image_id, det_idx, category, conf, x, y, w, h, file, path, status
     "The crops to make: boxes above `conf` in `categories`, with their ids and file names; status 'todo', or 'empty' for a box outside the frame."
@@ -518,7 +513,7 @@ def _crop_plan(sel:pd.DataFrame, images_dir, out_dir)->list[tuple]:
 def make_crops(detections:pd.DataFrame, # detections table (see `select_crops`); `file` relative to `images_dir`
                images_dir, # folder of the frames
                out_dir, # folder for the crops and crops.csv
-               conf:float=0.3, # keep boxes with at least this confidence
+               conf:float=DETECTOR_CONF, # keep boxes with at least this confidence
                size:int=128, # pixels on the longest side of each crop
                categories=('animal',), # keep boxes of these categories (animal, person, vehicle; any case)
                pad:float=0.0, # context added on each side, as a fraction of the box size

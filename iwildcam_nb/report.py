@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from .core import InputError, atomic_path, log, safe_joiner, write_csv
+from .core import require_columns, InputError, atomic_path, log, safe_joiner, write_csv
+from .metrics import seq_labels, seq_pred_labels
 from .preprocess import display_size, open_rgb
 
 # %% auto #0
-__all__ = ['MD_COLOURS', 'cat_names', 'as_labels', 'confusion_table', 'fold_classes', 'plot_confusion', 'check_counts',
-           'count_pairs', 'count_errors', 'plot_count_errors', 'describe_counts', 'sequence_errors', 'worst_sequences',
-           'frame_path', 'thumbnail', 'show_sequence', 'top_species', 'ReportOpts', 'Report', 'report', 'save_report']
+__all__ = ['MD_COLOURS', 'SEQ_RULES', 'cat_names', 'as_labels', 'confusion_table', 'fold_classes', 'confusion_title',
+           'plot_confusion', 'check_count_table', 'count_pairs', 'count_errors', 'plot_count_errors', 'describe_counts',
+           'sequence_errors', 'worst_sequences', 'frame_path', 'thumbnail', 'show_sequence', 'top_species',
+           'sequence_labels', 'ReportOpts', 'Report', 'report', 'save_report']
 
 # %% ../nbs/09_report.ipynb #4ee25a4d
 def cat_names(categories:pd.DataFrame|None, # categories table: category_id, name; None gives no names
@@ -87,6 +89,17 @@ def fold_classes(table:pd.DataFrame, # square confusion table (see `confusion_ta
     out = out.T.groupby(lab.reindex(out.columns).to_numpy()).sum().T
     return out.reindex(index=keep + ['other'], columns=keep + ['other']).rename_axis(index=table.index.name, columns=table.columns.name)
 
+def confusion_title(table:pd.DataFrame, # from `confusion_table`
+                    what:str='', # what the items are ('sequences', 'frames'), named after their number
+                    how:str='', # how each item got its true and predicted label, on a line of its own
+                    normalize:bool=True, # add the line saying rows are shares of the true class
+                   )->str:
+    "The accuracy of the whole table and what it is out of, then how items were labelled and what the rows show, one line each."
+    n = int(table.to_numpy().sum())
+    acc = np.trace(table.to_numpy())/n if n else float('nan')
+    lines = [f'accuracy {acc:.1%} of {n}' + (f' {what}' if what else ''), how, 'rows: share of the true class' if normalize else '']
+    return '\n'.join(l for l in lines if l)
+
 def plot_confusion(table:pd.DataFrame, # from `confusion_table`
                    normalize:bool=True, # colour and annotate rows as shares of the true class, not raw counts
                    ax=None, # matplotlib Axes to draw on; a new figure when None
@@ -97,10 +110,8 @@ def plot_confusion(table:pd.DataFrame, # from `confusion_table`
     "Heatmap of a confusion table, rows optionally normalized, accuracy (of the whole table) in the title."
     import seaborn as sns # imported here: it takes a second, and only plots need it
     fig, ax = _axes(ax, figsize)
-    n = int(table.to_numpy().sum())
-    acc = np.trace(table.to_numpy())/n if n else float('nan')
-    ax.set_title(title or f'accuracy {acc:.1%} of {n}' + ('\nrows: share of the true class' if normalize else ''), fontsize=9)
-    if not n: return fig, ax
+    ax.set_title(title or confusion_title(table, normalize=normalize), fontsize=9)
+    if not table.to_numpy().sum(): return fig, ax
     t = fold_classes(table, max_classes)
     sns.heatmap(_row_share(t) if normalize else t, ax=ax, annot=True, fmt='.2f' if normalize else 'd', cmap='Blues', cbar=False,
                 vmin=0, vmax=1 if normalize else None, annot_kws=dict(fontsize=7), linewidths=.5, square=True)
@@ -117,12 +128,11 @@ def _whole(t:pd.DataFrame, col:str, what:str)->pd.Series:
     if bad.any(): raise InputError(what, f'{col} (seq {t.seq_id.to_numpy()[bad][0]})', f'not a whole number >= 0: {t[col].to_numpy()[bad][0]!r}')
     return v.astype(int)
 
-def check_counts(t:pd.DataFrame, # seq_preds or ground-truth counts: seq_id, category_id, count
+def check_count_table(t:pd.DataFrame, # seq_preds or ground-truth counts: seq_id, category_id, count
                  what:str='counts', # name of the table, for messages
                 )->pd.DataFrame: # seq_id, category_id (int), count (int), and the other columns
     "A count table checked: required columns, whole non-negative counts, one row per (seq_id, category_id)."
-    miss = [c for c in _COUNT_COLS if c not in t.columns]
-    if miss: raise InputError(what, miss[0], 'required column is missing')
+    require_columns(t, _COUNT_COLS, what)
     c, n = _whole(t, 'category_id', what), _whole(t, 'count', what)
     dup = t.duplicated(['seq_id', 'category_id'])
     if dup.any(): raise InputError(what, f'seq {t.seq_id[dup].iloc[0]}', f'category {t.category_id[dup].iloc[0]} appears twice')
@@ -133,7 +143,7 @@ def count_pairs(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id
                 true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
                )->pd.DataFrame: # seq_id, category_id, true, pred: one row per species present on either side
     "True and predicted count of each species in each sequence of the truth, a species missing on one side counting 0."
-    p, t = check_counts(pred_counts, 'pred_counts'), check_counts(true_counts, 'true_counts')
+    p, t = check_count_table(pred_counts, 'pred_counts'), check_count_table(true_counts, 'true_counts')
     seqs = set(t.seq_id)
     missing = seqs - set(p.seq_id)
     if missing: log.warning(f'count_pairs: {len(missing)} of {len(seqs)} sequences have no prediction; counted as empty')
@@ -227,7 +237,7 @@ def sequence_errors(pred_counts:pd.DataFrame, # predicted counts (seq_preds): se
     "Each sequence of the truth: true and predicted counts in words, total count error, whether the species are wrong, and why."
     pairs, names = count_pairs(pred_counts, true_counts), cat_names(categories)
     t, p = _per_seq(pairs, 'true'), _per_seq(pairs, 'pred')
-    seqs = check_counts(true_counts, 'true_counts').seq_id.unique()
+    seqs = check_count_table(true_counts, 'true_counts').seq_id.unique()
     err = (pairs.pred - pairs.true).abs().groupby(pairs.seq_id).sum()
     rows = [dict(seq_id=s, true=describe_counts(t.get(s, {}), names), pred=describe_counts(p.get(s, {}), names),
                  count_error=int(err.get(s, 0)), wrong_species=set(t.get(s, {})) != set(p.get(s, {})),
@@ -347,11 +357,35 @@ def show_sequence(seq_id, # the sequence to show
 def top_species(counts:pd.DataFrame, # seq_preds or true counts: seq_id, category_id, count (score optional)
                )->pd.Series: # category id per seq_id (0 = empty), named category_id
     "The main species of each sequence: the largest count, then the highest score, then the lowest id; 0 when empty."
-    c = check_counts(counts)
+    c = check_count_table(counts)
     pos = c[(c['count'] > 0) & (c.category_id != 0)]
     by = ['count'] + (['score'] if 'score' in c.columns else []) + ['category_id']
     top = pos.sort_values(by, ascending=[False]*(len(by) - 1) + [True]).drop_duplicates('seq_id')
     return top.set_index('seq_id').category_id.reindex(c.seq_id.unique(), fill_value=0)
+
+# %% ../nbs/09_report.ipynb #b1d0a6c3
+SEQ_RULES = {'frames': 'true: species on most frames; predicted: largest count',
+             'counts': 'true and predicted: species with the largest count'} # how `sequence_labels` labelled the sequences, for titles
+
+def _frame_truth(seqs, labels:pd.DataFrame|None, images:pd.DataFrame|None)->pd.Series|None:
+    "True label of each sequence of `seqs` from its frame labels (`metrics.seq_labels`); None, with a warning, when a frame or a sequence has none."
+    if labels is None or images is None: return None
+    try: t = seq_labels(labels, images[images.seq_id.isin(seqs)])
+    except InputError as e: log.warning(f'report: sequences labelled by their counts, not their frames ({e})'); return None
+    miss = pd.Index(seqs).difference(t.index)
+    if len(miss): log.warning(f"report: sequences labelled by their counts, not their frames (no frames for {len(miss)} of the truth's sequences, first {miss[0]!r})"); return None
+    return t.reindex(seqs)
+
+def sequence_labels(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count (score)
+                    true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
+                    labels:pd.DataFrame|None=None, # true frame labels (image_id, category_id); with `images`, the true labels come from them
+                    images:pd.DataFrame|None=None, # images table (image_id, seq_id) holding the frames of the truth's sequences
+                   )->tuple[pd.Series,pd.Series,str]: # true and predicted category per truth sequence (0 = empty), and the rule (a key of `SEQ_RULES`)
+    "One true and one predicted label per sequence of the truth: those `metrics.seq_accuracy` compares when frame labels are given, else the largest counts."
+    seqs = check_count_table(true_counts, 'true_counts').seq_id.unique()
+    t = _frame_truth(seqs, labels, images)
+    if t is None: return top_species(true_counts), top_species(pred_counts).reindex(seqs, fill_value=0), 'counts'
+    return t, seq_pred_labels(check_count_table(pred_counts, 'pred_counts')).reindex(seqs, fill_value=0), 'frames'
 
 # %% ../nbs/09_report.ipynb #8fd00e8b
 @dataclass
@@ -374,16 +408,15 @@ class Report:
     files:list=field(default_factory=list) # paths written by `save_report`
 
 # %% ../nbs/09_report.ipynb #fee2f7aa
-def _confusions(r:Report, pred_counts, true_counts, categories, image_preds, labels, o:ReportOpts):
-    "The sequence-level confusion (main species; a truth sequence without prediction is empty) and, given frame labels, the frame-level one."
-    t = top_species(true_counts)
-    pairs = {'confusion': (t, top_species(pred_counts).reindex(t.index, fill_value=0), 'sequences (main species)')}
-    if image_preds is not None and labels is not None: pairs['confusion_images'] = (labels, image_preds, 'frames')
-    for name, (truth, pred, what) in pairs.items():
+def _confusions(r:Report, pred_counts, true_counts, categories, images, image_preds, labels, o:ReportOpts):
+    "The sequence-level confusion (labels from `sequence_labels`, the rule in the title) and, given frame predictions and labels, the frame-level one."
+    t, p, rule = sequence_labels(pred_counts, true_counts, labels, images)
+    pairs = {'confusion': (t, p, 'sequences', SEQ_RULES[rule])}
+    if image_preds is not None and labels is not None: pairs['confusion_images'] = (labels, image_preds, 'frames', '')
+    for name, (truth, pred, what, how) in pairs.items():
         r.tables[name] = confusion_table(truth, pred, categories)
-        fig, ax = plot_confusion(r.tables[name], o.normalize, max_classes=o.max_classes)
-        ax.set_title(f'{what}: {ax.get_title()}', fontsize=9)
-        r.figures[name] = fig
+        title = confusion_title(r.tables[name], what, how, o.normalize)
+        r.figures[name] = plot_confusion(r.tables[name], o.normalize, title=title, max_classes=o.max_classes)[0]
 
 def _worst_views(r:Report, pred_counts, true_counts, categories, images, root, detections, image_preds, o:ReportOpts):
     "The worst-sequence table and, when frames are available, one figure per sequence."
@@ -396,7 +429,7 @@ def _worst_views(r:Report, pred_counts, true_counts, categories, images, root, d
 def report(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count (score)
            true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
            categories:pd.DataFrame|None=None, # categories table, for names
-           images:pd.DataFrame|None=None, # images table; with `root`, the worst sequences are drawn
+           images:pd.DataFrame|None=None, # images table; with `root`, the worst sequences are drawn; with `labels`, sequences are labelled by their frames
            root=None, # folder the file names are relative to, or a mapping split -> folder
            detections:pd.DataFrame|None=None, # MegaDetector detections, drawn on the frames
            image_preds:pd.DataFrame|None=None, # frame predictions; with `labels`, a frame-level confusion too
@@ -406,7 +439,7 @@ def report(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, cat
           )->Report:
     "Confusion matrix, per-species count errors and the worst sequences as figures and tables, optionally saved to `out_dir`."
     o, r = opts or ReportOpts(), Report()
-    _confusions(r, pred_counts, true_counts, categories, image_preds, labels, o)
+    _confusions(r, pred_counts, true_counts, categories, images, image_preds, labels, o)
     r.tables['count_errors'] = count_errors(pred_counts, true_counts, categories)
     r.figures['count_errors'] = plot_count_errors(pred_counts, true_counts, categories, o.kind)[0]
     _worst_views(r, pred_counts, true_counts, categories, images, root, detections, image_preds, o)

@@ -6,23 +6,21 @@
 from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd
-from .core import InputError
+from .core import require_columns, DETECTOR_CONF, InputError
+from .vocab import EMPTY, ROW_BLOCK
 
 # %% auto #0
-__all__ = ['EMPTY', 'ROW_BLOCK', 'VOTE_RULES', 'HUMAN_NAMES', 'VEHICLE_NAMES', 'COUNT_RULES', 'RULE_CONF', 'SPECIES_RULES',
-           'check_image_preds', 'majority_vote', 'seq_mean_probs', 'mean_prob_vote', 'seq_vote', 'special_ids',
-           'detector_facts', 'VoteConfig', 'decide_sequences', 'CountConfig', 'count_boxes', 'count_max_frame',
-           'count_mode_frame', 'count_tracks', 'seq_preds_table', 'count_sequences', 'predict_sequences']
+__all__ = ['VOTE_RULES', 'HUMAN_NAMES', 'VEHICLE_NAMES', 'COUNT_RULES', 'RULE_CONF', 'SPECIES_RULES', 'check_image_preds',
+           'majority_vote', 'seq_mean_probs', 'mean_prob_vote', 'seq_vote', 'special_ids', 'detector_facts',
+           'VoteConfig', 'decide_sequences', 'CountConfig', 'count_boxes', 'count_max_frame', 'count_mode_frame',
+           'count_tracks', 'seq_preds_table', 'count_sequences', 'predict_sequences']
 
 # %% ../nbs/07_sequences.ipynb #93f945bd
-EMPTY = 0 # category id of 'empty' in iWildCam (the first of the vocabulary)
-
 def check_image_preds(preds:pd.DataFrame, # image_preds: image_id, seq_id, label, score (+ source)
                       source:str='image_preds', # name for error messages
                      )->pd.DataFrame:
     "Refuse image_preds with a missing column, a repeated image, an image in no sequence or a missing label or score."
-    for c in ('image_id', 'seq_id', 'label', 'score'):
-        if c not in preds.columns: raise InputError(source, c, 'required column is missing')
+    require_columns(preds, ('image_id', 'seq_id', 'label', 'score'), source)
     dup = preds.image_id.duplicated()
     if dup.any(): raise InputError(source, f'row {preds.image_id[dup].iloc[0]!r}', 'image appears twice')
     for c in ('seq_id', 'label', 'score'):
@@ -74,7 +72,6 @@ def seq_mean_probs(probs:pd.DataFrame, # probs per image_id (vocabulary columns)
     "Mean of the images' probability rows per sequence."
     return _mean_rows(probs, *_seq_rows(probs, preds, *_seq_codes(preds)))
 
-ROW_BLOCK = 4096 # rows per block for a row-wise argmax: numpy's one call on a million-row table is many times slower per row
 
 def _row_argmax(a:np.ndarray, keep:np.ndarray|None=None, block:int=ROW_BLOCK)->np.ndarray:
     "Column of the largest value of each row of `a` (first on ties), among the columns flagged in `keep` if given; by blocks of rows."
@@ -128,8 +125,7 @@ def special_ids(categories:pd.DataFrame, # categories table: category_id, name
 # %% ../nbs/07_sequences.ipynb #cfb643b3
 def _with_seq(dets:pd.DataFrame, images:pd.DataFrame)->pd.DataFrame:
     "Detections with their image's seq_id and frame_num; boxes of images outside `images` are dropped."
-    for c in ('image_id', 'category', 'conf'):
-        if c not in dets.columns: raise InputError('detections', c, 'required column is missing')
+    require_columns(dets, ('image_id', 'category', 'conf'), 'detections')
     ids = pd.Index(images.image_id)
     if not ids.is_unique: raise InputError('images', f'row {ids[ids.duplicated()][0]!r}', 'image appears twice')
     k = ids.get_indexer(dets.image_id); keep = k >= 0
@@ -156,7 +152,7 @@ class VoteConfig:
     "The sequence vote and the detector rules that may overrule it."
     rule:str='majority' # the vote: 'majority' (seed blog) or 'mean_prob' (2021 winners)
     use_detector:bool=True # apply the detector rules; False: the vote alone
-    animal_conf:float=0.3 # a sequence with no animal box this confident in any frame is empty...
+    animal_conf:float=DETECTOR_CONF # a sequence with no animal box this confident in any frame is empty...
     classifier_sure:float=0.8 # ...unless some image's best non-empty probability reaches this
     animal_box_sure:float=0.8 # an animal box this confident forbids an empty decision (the best non-empty class is taken)
     human_conf:float=0.7 # the most confident box of the sequence is a person (vehicle) box this confident: human (vehicle)
@@ -286,7 +282,7 @@ def _count_boxes(seq, dets, images, categories, crop_probs, crops, cfg)->tuple:
     keep = si >= 0
     keep[keep] = b.category.to_numpy()[keep] == _box_kind(s, ids).to_numpy()[si[keep]]
     b, si = b[keep], si[keep]
-    if 'frame_num' not in b.columns: raise InputError('images', 'frame_num', 'required column is missing')
+    require_columns(b, ['frame_num'], 'images')
     lab = s.label.to_numpy()[si]
     sp = lab.astype(float)
     if cfg.rule in SPECIES_RULES and crop_probs is not None and crops is not None and len(b):

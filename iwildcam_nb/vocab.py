@@ -6,10 +6,14 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from pathlib import Path
-from .core import InputError, log, write_csv
+from .core import require_file, InputError, log, write_csv
 
 # %% auto #0
-__all__ = ['class_vocab', 'vocab_names', 'check_probs', 'write_probs', 'read_probs']
+__all__ = ['ROW_BLOCK', 'EMPTY', 'class_vocab', 'vocab_names', 'column_ids', 'check_probs', 'write_probs', 'read_probs']
+
+# %% ../nbs/00a_vocab.ipynb #7b57b667
+ROW_BLOCK = 4096 # rows of a probability table handled per numpy call in row-wise work: one call on a million rows is many times slower per row
+EMPTY = 0 # category id of 'empty' in iWildCam: first in the vocabulary, the row of zeros in a counts matrix, never a species column
 
 # %% ../nbs/00a_vocab.ipynb #789d8f77
 def class_vocab(categories:pd.DataFrame, # categories table: category_id, name (0 = empty)
@@ -29,7 +33,7 @@ def vocab_names(categories:pd.DataFrame, # categories table: category_id, name
     return [names.get(int(c), str(c)) for c in vocab]
 
 # %% ../nbs/00a_vocab.ipynb #f0136faa
-def _col_ids(cols, source:str)->list[int]:
+def column_ids(cols, source:str)->list[int]:
     "Column labels as integer category ids (CSV headers arrive as strings)."
     out = []
     for c in cols:
@@ -49,7 +53,7 @@ def check_probs(probs:pd.DataFrame, # one row per image or crop, one column per 
                 tol:float=1e-3, # allowed distance of each row sum from 1
                )->pd.DataFrame: # float32 table with exactly the vocabulary's columns, in its order
     "Align `probs` to `vocab` (missing classes get 0) and refuse unknown columns, NaNs, negatives and rows not summing to 1."
-    ids = _col_ids(probs.columns, source)
+    ids = column_ids(probs.columns, source)
     unknown = [c for c in ids if c not in set(vocab)]
     if unknown: raise InputError(source, f'column {unknown[0]}', f'category {unknown[0]} is not in the vocabulary ({len(unknown)} unknown columns)')
     if len(set(ids)) < len(ids): raise InputError(source, '-', 'a category column appears twice')
@@ -75,9 +79,8 @@ def read_probs(path, # CSV written by `write_probs`
                vocab:list[int]|None=None, # if given, align and check with `check_probs`
               )->pd.DataFrame:
     "Read a probability table written by `write_probs`; headers become integer category ids."
-    path = Path(path)
-    if not path.is_file(): raise InputError(path, '-', 'file not found')
+    path = require_file(path)
     df = pd.read_csv(path, dtype={0: str})
     df = df.set_index(df.columns[0])
-    df.columns = _col_ids(df.columns, str(path))
+    df.columns = column_ids(df.columns, str(path))
     return df if vocab is None else check_probs(df, vocab, str(path))

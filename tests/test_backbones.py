@@ -3,7 +3,7 @@ import sys, time, urllib.error
 import numpy as np, pandas as pd, pytest, torch, torchvision
 from PIL import Image
 from iwildcam_nb.core import InputError
-from iwildcam_nb.backbones import (BACKBONES, WeightsUnavailable, effnet_lite_weights, embed, get_backbone, image_batch,
+from iwildcam_nb.backbones import (BACKBONES, WeightsUnavailable, effnet_lite_weights, embed_images, get_backbone, image_batch,
                                    imagenet_model, imagenet_top, load_pretrained, make_model)
 
 torch.set_num_threads(1)
@@ -193,7 +193,7 @@ def test_imagenet_top_and_embed_shapes():
     top = imagenet_top(make_model('tiny', pretrained=False), [im, im], k=4, name='tiny', size=64)
     assert len(top) == 2 and len(top[0]) == 4 and top[0] == top[1]
     assert all(isinstance(n, str) and 0 <= p <= 1 for n,p in top[0])
-    assert embed([im] * 3, 'tiny', size=64, pretrained=False, bs=2).shape == (3, make_model('tiny', False, False).num_features)
+    assert embed_images([im] * 3, 'tiny', size=64, pretrained=False, bs=2).shape == (3, make_model('tiny', False, False).num_features)
 
 def test_imagenet_labels_on_camera_traps(ena24_dir):
     lbl = pd.read_csv(ena24_dir/'labels.csv')
@@ -226,6 +226,6 @@ def test_linear_probe_pretrained_beats_random_and_chance(name, ena24_dir):
     lbl = pd.read_csv(ena24_dir/'labels.csv')
     files = [ena24_dir/f for f in lbl.filepath]
     chance = 1/lbl.label.nunique()
-    pre, rnd = _loo_accuracy(embed(files, name), lbl.label), _loo_accuracy(embed(files, name, pretrained=False), lbl.label)
+    pre, rnd = _loo_accuracy(embed_images(files, name), lbl.label), _loo_accuracy(embed_images(files, name, pretrained=False), lbl.label)
     print(f'{name} LOO accuracy: pretrained {pre:.3f}, random weights {rnd:.3f}, chance {chance:.3f}')
     assert pre >= (3 if name == 'tf_efficientnet_lite0' else 2)*chance and pre > rnd

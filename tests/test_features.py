@@ -28,11 +28,11 @@ def ena24(tmp_path_factory):
 def test_quick_training_matches_the_linear_probe_on_real_photos(ena24):
     "3 folds, 2 photos per species to train and 1 to test: `train --quick` against LogisticRegression on frozen features."
     from sklearn.linear_model import LogisticRegression
-    from iwildcam_nb.backbones import embed
+    from iwildcam_nb.backbones import embed_images
     root, images, labels, categories, fold = ena24
     torch.set_num_threads(1)
     paths = [root/'resized'/f for f in images.file_name]
-    feats, y = embed(paths, 'tf_efficientnet_lite0', 224), labels.category_id.to_numpy()
+    feats, y = embed_images(paths, 'tf_efficientnet_lite0', 224), labels.category_id.to_numpy()
     ours, base = [], []
     for k in range(3):
         tr, te = fold != k, fold == k

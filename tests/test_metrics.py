@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from conftest import shared_dir
 from iwildcam_nb.core import InputError
-from iwildcam_nb.metrics import (EMPTY, species_ids, check_counts, counts_from_seq_preds, counts_from_truth, align_counts,
+from iwildcam_nb.vocab import EMPTY
+from iwildcam_nb.metrics import (species_ids, check_counts, counts_from_seq_preds, counts_from_truth, align_counts,
     column_rmse, mcrmse, scrsse, accuracy, seq_labels, seq_pred_labels, image_accuracy, seq_accuracy, top_k_error,
     sequences_to_submit, counts_to_submission, submission_2021, submission_2020, read_submission, write_submission,
     read_truth, score, format_scores, SUB2020_COLS)

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 from iwildcam_nb.core import InputError
+from iwildcam_nb.metrics import seq_accuracy
 from iwildcam_nb.report import (confusion_table, count_errors, count_pairs, worst_sequences, sequence_errors, show_sequence,
-                                top_species, fold_classes, report, ReportOpts, MD_COLOURS)
+                                top_species, fold_classes, report, ReportOpts, MD_COLOURS, sequence_labels, SEQ_RULES)
 
 CATS = pd.DataFrame(dict(category_id=[0, 3, 10, 83], name=['empty', 'agouti', 'ocelot', 'bushbuck'], count=[5, 5, 5, 5]))
 
@@ -178,7 +179,7 @@ def test_report_writes_pngs(tmp_path):
     p = counts([('s', 3, 2), ('s2', 10, 3)])
     out = tmp_path/'out'; out.mkdir()
     (out/'worst_7.png').write_bytes(b'stale'); (out/'worst_notes.png').write_bytes(b'user file')
-    labels = pd.DataFrame(dict(image_id=ims.image_id, category_id=83))
+    labels = pd.DataFrame(dict(image_id=ims.image_id, category_id=np.where(ims.seq_id == 's', 83, 10))) # the frames agree with the counts
     preds = pd.DataFrame(dict(image_id=ims.image_id, seq_id=ims.seq_id, label=3, score=.7, source='test'))
     r = report(p, t, CATS, ims, tmp_path/'img', image_preds=preds, labels=labels, out_dir=out, opts=ReportOpts(n_worst=5, dpi=40))
     pngs = sorted(f.name for f in out.glob('*.png'))
@@ -213,6 +214,46 @@ def test_report_on_the_sample(tmp_path):
     assert (ce.bias == 1).all() and (ce.exact == 0).all() and (ce.mae == 1).all()
     assert np.trace(r.tables['confusion'].to_numpy()) == d['counts'].seq_id.nunique() # species all right
     assert (tmp_path/'rep'/'worst_2.png').exists() and not r.tables['worst_sequences'].wrong_species.any()
+
+# --- the sequence accuracy: the report's and the evaluation's (issue 13) ------------------------------
+
+def two_species_case():
+    "Three sequences: 'two' holds 2 curassows (374) on 3 frames and 1 ocelot (10) on 7; 'one' an agouti; 'none' nothing."
+    ims = pd.DataFrame(dict(image_id=[f'f{k}' for k in range(14)], seq_id=['two']*10 + ['one']*2 + ['none']*2))
+    labels = pd.DataFrame(dict(image_id=ims.image_id, category_id=[374]*3 + [10]*7 + [3]*2 + [0]*2))
+    t = counts([('two', 374, 2), ('two', 10, 1), ('one', 3, 1), ('none', 0, 0)])
+    return ims, labels, t
+
+def test_sequence_accuracy_is_the_evaluations():
+    ims, labels, t = two_species_case()
+    want = seq_accuracy(t, labels, ims) # what pipeline.evaluate reports: 'two' is ocelot by frames, curassow by counts
+    assert want == pytest.approx(2/3)
+    r = report(t, t, CATS, ims, labels=labels) # counts predicted exactly right
+    ct = r.tables['confusion']
+    assert np.trace(ct.to_numpy())/ct.to_numpy().sum() == pytest.approx(want) and ct.to_numpy().sum() == 3
+    title = r.figures['confusion'].axes[0].get_title().split('\n')
+    assert title[:2] == ['accuracy 66.7% of 3 sequences', 'true: species on most frames; predicted: largest count']
+    st, sp, rule = sequence_labels(t, t, labels, ims)
+    assert (st.to_dict(), sp.to_dict(), rule) == ({'two': 10, 'one': 3, 'none': 0}, {'two': 374, 'one': 3, 'none': 0}, 'frames')
+
+def test_sequence_accuracy_without_frame_labels_names_its_rule(caplog):
+    ims, labels, t = two_species_case()
+    r = report(t, t, CATS) # counts only: both sides by the largest count, and the title says so
+    assert r.figures['confusion'].axes[0].get_title().split('\n')[:2] == ['accuracy 100.0% of 3 sequences', SEQ_RULES['counts']]
+    r = report(t, t, CATS, ims[ims.image_id != 'f0'], labels=labels[labels.image_id != 'f12']) # a frame without a label: warned, counts
+    assert SEQ_RULES['counts'] in r.figures['confusion'].axes[0].get_title() and 'labelled by their counts' in caplog.text
+    assert sequence_labels(t.iloc[:2], t, labels, ims)[1].to_dict() == {'two': 374, 'one': 0, 'none': 0} # no prediction: empty
+
+def test_sequence_accuracy_on_the_sample(tmp_path):
+    from iwildcam_nb.sample import make_sample, read_sample
+    d = read_sample(make_sample(tmp_path/'data'))
+    test = d['images'][d['images'].split == 'test']
+    truth = d['counts'][d['counts'].split == 'test']
+    pred = truth.copy()
+    r = report(pred, truth, d['categories'], test, labels=d['labels'])
+    ct = r.tables['confusion']
+    assert np.trace(ct.to_numpy())/ct.to_numpy().sum() == pytest.approx(seq_accuracy(pred, d['labels'], test))
+    assert np.trace(ct.to_numpy()) < truth.seq_id.nunique() # the two-species test sequence is wrong by its frames
 
 def test_no_heavy_imports():
     code = "import sys, iwildcam_nb.report; bad = [m for m in ('torch', 'fastai', 'seaborn') if m in sys.modules]; assert not bad, bad"
