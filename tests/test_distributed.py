@@ -1,13 +1,15 @@
 """Training on two CPU processes (gloo) under `torchrun` and under `accelerate launch`, through the command line as a user starts it."""
-import json, os, subprocess, sys
+import json, os, socket, subprocess, sys
 import pytest
 
-# torchrun and accelerate both listen on the default port 29500, so these two must not run at once: tools/test.sh runs
-# pytest-xdist with --dist loadscope, which gives a whole file to one worker
+def free_port()->int:
+    "A TCP port nothing listens on now: each launch gets its own, so runs on one machine never meet on the default 29500."
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
-LAUNCHERS = {'torchrun': ['-m', 'torch.distributed.run', '--nproc_per_node', '2'],
-             'accelerate': ['-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
-                            '--mixed_precision', 'no', '--dynamo_backend', 'no']} # --multi_gpu: accelerate's multi-process mode, gloo without GPUs
+LAUNCHERS = {'torchrun': lambda: ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2'], # --standalone: rendezvous on a free port
+             'accelerate': lambda: ['-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
+                                    '--main_process_port', str(free_port()), '--mixed_precision', 'no', '--dynamo_backend', 'no']}
+             # --multi_gpu: accelerate's multi-process mode, gloo without GPUs
 
 @pytest.mark.parametrize('launcher', LAUNCHERS)
 def test_two_cpu_processes_train_one_model(tmp_path, launcher):
@@ -17,7 +19,7 @@ def test_two_cpu_processes_train_one_model(tmp_path, launcher):
     data = make_sample(tmp_path/'data', seed=2, width=96, height=72, seqs_per_location=3)
     make_crops(load_megadetector(data/SAMPLE_FILES['megadetector']), data/'train', tmp_path/'crops', size=32, n_workers=0, show_progress=False)
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    cmd = [sys.executable, *LAUNCHERS[launcher], '-m', 'iwildcam_nb.cli', 'train', '--kind', 'crop',
+    cmd = [sys.executable, *LAUNCHERS[launcher](), '-m', 'iwildcam_nb.cli', 'train', '--kind', 'crop',
            '--folder', str(tmp_path/'crops'), '--coco', str(data/SAMPLE_FILES['train']), '--out', str(tmp_path/'m'),
            '--arch', 'tiny', '--size', '32', '--frozen_epochs', '0', '--epochs', '2', '--no_pretrained', '--quiet']
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

@@ -36,7 +36,7 @@ if echo "$out" | grep -q "No files were eligible" || [ "$n_nbs" -eq 0 ]; then fa
 
 echo "== pytest"
 # Two pytest-xdist workers, each given whole test files (--dist loadscope): a module-scoped fixture (a trained model,
-# the demo) is made once, and the tests of one file never run at the same time (test_distributed: port 29500).
+# the demo) is made once, and the tests of one file never run at the same time.
 # Not --dist loadgroup: with pytest 9.2 and pytest-xdist 3.8 it silently ignores xdist_group (pytest-xdist#1386).
 pytest tests -q -rs -n "${PYTEST_WORKERS:-2}" --dist loadscope || failed+=("pytest")
 
