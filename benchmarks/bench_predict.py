@@ -60,7 +60,7 @@ def main():
     a = p.parse_args()
     import torch; torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
     from iwildcam_nb import infer
-    from iwildcam_nb.preprocess import list_images
+    from iwildcam_nb.photos import list_images
     photos = Path(a.photos)
     if not photos.is_dir(): raise SystemExit(f'{photos} not found (the real photos live in ../shared, outside the repo)')
     tmp = Path(tempfile.mkdtemp())

@@ -15,7 +15,7 @@ from torch import nn
 from PIL import Image
 from fastai.vision.core import imagenet_stats
 from .core import require_file, InputError
-from .preprocess import open_rgb
+from .photos import open_rgb
 
 # %% auto #0
 __all__ = ['DOWNLOAD_TIMEOUT', 'RESNET50_HELP', 'BACKBONES', 'IMAGENET_ANIMALS', 'Backbone', 'WeightsUnavailable', 'read_weights',

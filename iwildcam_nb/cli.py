@@ -164,8 +164,8 @@ _MD_FILE = Param('MegaDetector results for the photos (batch format 1.x, or the 
 _MODELS = Param('folder with the full and crop models (what `train` or `run` wrote into OUT/models)', str, required=True)
 _OUT_DIR = Param('output folder (a rerun resumes)', str, required=True)
 def _pixels(megapixels:float|None)->int:
-    "The `max_pixels` option of the library from the command line's megapixels (None: `preprocess.MAX_PIXELS`), checked."
-    from iwildcam_nb.preprocess import MAX_PIXELS
+    "The `max_pixels` option of the library from the command line's megapixels (None: `photos.MAX_PIXELS`), checked."
+    from iwildcam_nb.photos import MAX_PIXELS
     if megapixels is None: return MAX_PIXELS
     if not megapixels > 0: raise InputError('options', 'max_megapixels', f'must be a number > 0, got {megapixels!r}')
     return int(megapixels * 1e6)

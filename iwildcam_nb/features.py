@@ -8,7 +8,7 @@ import hashlib, json
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import atomic_path, log
-from .preprocess import progress
+from .photos import progress
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'feature_extractor', 'head_layers', 'extract_features', 'cache_file', 'cached_features', 'class_weights',

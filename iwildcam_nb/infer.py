@@ -13,7 +13,8 @@ from PIL import Image
 from fastcore.basics import chunked
 from .core import DETECTOR_CONF, InputError, log, read_json, write_json, atomic_path, folder_lock
 from .data import load_coco, read_megadetector, rebuild_sequences, parse_datetimes
-from .preprocess import list_images, pmap, progress, orientation, resize_images, make_crops, MAX_PIXELS
+from .photos import MAX_PIXELS, list_images, orientation, pmap, progress
+from .preprocess import resize_images, make_crops
 from .models import KINDS, load_model, model_paths
 from .predict import INDEX_NAME, predict_items, predict_probs
 from .ensemble import EnsembleConfig
@@ -37,7 +38,7 @@ class InferConfig:
     crop_size:int = 128 # ...and boxes cropped at this size for the crop model
     crop_conf:float = DETECTOR_CONF # boxes at or above this confidence are cropped and classified
     max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`pipeline.cap_boxes`); None: all
-    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`preprocess.open_limited`)
+    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`photos.open_limited`)
     checkpoint_every:int = 256 # images per checkpoint: a killed run loses at most this many images' work
     tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (see `predict.use_tta`)
     bs:int = 64 # batch size

@@ -14,7 +14,7 @@ from .data import load_coco, load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
 from .sequences import VoteConfig, CountConfig, predict_sequences, COUNT_RULES
 from .outputs import write_outputs, add_unanswered
-from .preprocess import MAX_PIXELS
+from .photos import MAX_PIXELS
 from . import metrics
 
 # %% auto #0
@@ -88,7 +88,7 @@ class RunConfig:
     weights:str|None = None # local pretrained weights file for the backbone (e.g. resnet50.pth when offline)
     n_workers:int|None = None # preprocessing processes; None = all cores
     max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`cap_boxes`); None: all
-    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`preprocess.open_limited`)
+    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`photos.open_limited`)
 
 # %% ../nbs/09a_pipeline.ipynb #384d906b
 def quick_config(recipe:dict|None=None, # recipe fields to change in both models, e.g. dict(arch='tiny', epochs=1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 from .core import InputError, log
 from .models import KINDS, check_files, crop_items, full_items, load_model, quiet, read_crops
-from .preprocess import list_images
+from .photos import list_images
 from .vocab import check_probs, write_probs
 
 # %% auto #0

@@ -4,30 +4,28 @@
 
 # %% ../nbs/03_preprocess.ipynb #b034c568
 from __future__ import annotations
-import hashlib, math, multiprocessing as mp, numbers, os, re, signal, sys, tempfile, time
-from contextlib import contextmanager, suppress
+import hashlib, math, numbers, os, re, tempfile, time
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote, unquote
 import numpy as np, pandas as pd
-from PIL import Image, ImageFile, ImageOps
-from fastcore.parallel import num_cpus
-from .core import require_columns, DETECTOR_CONF, on_terminal, InputError, atomic_path, posix_rel, read_json, safe_joiner, write_csv, write_json, log
+from PIL import Image
+from .core import require_columns, DETECTOR_CONF, InputError, atomic_path, posix_rel, read_json, safe_joiner, write_csv, write_json, log
 from .data import DET_COLS, MD_CATEGORIES
+from .photos import MAX_PIXELS, MANIFEST, display_size, list_images, open_rgb, pmap, progress
 
 # %% auto #0
-__all__ = ['RESAMPLE', 'TRUNCATED', 'MAX_PIXELS', 'CATEGORIES', 'ORIENTATION', 'MANIFEST', 'IMAGE_EXTS', 'PrepOpts', 'check_size',
-           'check_categories', 'open_limited', 'orientation', 'display_size', 'dct_scale', 'target_size', 'open_rgb',
-           'is_complete', 'save_image', 'clean_stray_tmp', 'check_writable', 'use_manifest', 'pmap', 'progress',
-           'list_images', 'resize_one', 'failures_csv', 'run_summary', 'resize_images', 'crop_id', 'parse_crop_id',
-           'crop_box', 'has_area', 'select_crops', 'crop_frame', 'make_crops', 'contact_sheet']
+__all__ = ['RESAMPLE', 'TRUNCATED', 'CATEGORIES', 'PrepOpts', 'check_size', 'check_categories', 'target_size', 'is_complete',
+           'save_image', 'clean_stray_tmp', 'check_writable', 'use_manifest', 'resize_one', 'failures_csv',
+           'run_summary', 'resize_images', 'crop_id', 'parse_crop_id', 'crop_box', 'has_area', 'select_crops',
+           'crop_frame', 'make_crops', 'contact_sheet']
 
 # %% ../nbs/03_preprocess.ipynb #24692ece
 RESAMPLE = dict(nearest=Image.Resampling.NEAREST, box=Image.Resampling.BOX, bilinear=Image.Resampling.BILINEAR,
                 hamming=Image.Resampling.HAMMING, bicubic=Image.Resampling.BICUBIC, lanczos=Image.Resampling.LANCZOS)
 TRUNCATED = ('keep', 'fail')
-MAX_PIXELS = 2*Image.MAX_IMAGE_PIXELS # photos larger than this (179 MP, where Pillow itself refuses) are refused by name, not decoded
 CATEGORIES = tuple(dict.fromkeys(MD_CATEGORIES.values())) # MegaDetector's classes: animal, person, vehicle
 
 def _check(ok:bool, name:str, rule:str, val):
@@ -75,38 +73,7 @@ def check_categories(categories)->tuple:
     _check(bool(cats) and set(cats) <= set(CATEGORIES), 'categories', f'one or more of {CATEGORIES}', categories)
     return cats
 
-# %% ../nbs/03_preprocess.ipynb #131798fe
-def open_limited(path, max_pixels:int=MAX_PIXELS)->Image.Image:
-    "`Image.open(path)` (the header only), refusing a photo of more than `max_pixels` with a message naming the option."
-    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None # Pillow's own bomb check is replaced by the one below
-    try: im = Image.open(path)
-    finally: Image.MAX_IMAGE_PIXELS = old
-    if im.width * im.height > max_pixels:
-        im.close()
-        raise ValueError(f'{im.width}x{im.height} is {im.width*im.height/1e6:.3g} MP, over the limit of {max_pixels/1e6:.3g} MP '
-                         '(option max_pixels, --max_megapixels on the command line)')
-    return im
-
-
-# %% ../nbs/03_preprocess.ipynb #2633cb18
-ORIENTATION = 0x0112 # EXIF tag
-
-def orientation(im:Image.Image)->int:
-    "EXIF orientation (1 = upright) of an opened image, from its header alone: the pixels are not decoded."
-    if im.format != 'PNG': return im.getexif().get(ORIENTATION, 1)
-    ex = Image.Exif() # PNG's own getexif() decodes the whole image in case an eXIf chunk follows the pixels
-    if 'exif' in im.info: ex.load(im.info['exif'])
-    return ex.get(ORIENTATION, 1)
-
-def display_size(path, max_pixels:int=MAX_PIXELS)->tuple[int,int]:
-    "(width, height) of the image at `path` as displayed, i.e. after its EXIF orientation; reads the header only."
-    with open_limited(path, max_pixels) as im: return im.size[::-1] if orientation(im) in (5, 6, 7, 8) else im.size
-
 # %% ../nbs/03_preprocess.ipynb #801bd26e
-def dct_scale(shrink:float)->int:
-    "Largest JPEG decoding scale denominator (8, 4, 2 or 1) that is not above `shrink`."
-    return next(s for s in (8, 4, 2, 1) if s <= max(shrink, 1))
-
 def target_size(w:int, h:int, # size of the source, as displayed
                 size:int, # length in pixels of the longest (or shortest) side of the result
                 shortest:bool=False, # scale the shortest side to `size` instead of the longest
@@ -116,41 +83,6 @@ def target_size(w:int, h:int, # size of the source, as displayed
     r = size / (min(w, h) if shortest else max(w, h))
     if r >= 1 and not upscale: return (w, h)
     return max(1, round(w*r)), max(1, round(h*r))
-
-# %% ../nbs/03_preprocess.ipynb #33e7ac52
-@contextmanager
-def _load_truncated():
-    "Let Pillow decode truncated files inside the block, restoring the global flag afterwards."
-    old = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = True
-    try: yield
-    finally: ImageFile.LOAD_TRUNCATED_IMAGES = old
-
-def _to_rgb(im:Image.Image)->Image.Image:
-    "`im` in RGB; 16-bit grayscale is scaled to 8 bits first (a plain `convert` clips it to near white)."
-    if im.mode.startswith('I;16'): im = Image.fromarray((np.asarray(im) >> 8).astype(np.uint8))
-    return im if im.mode == 'RGB' else im.convert('RGB')
-
-def _decode(path, shrink:float, max_pixels:int=MAX_PIXELS)->Image.Image:
-    "Decode `path` (at reduced JPEG scale when `shrink` allows), turned upright and in RGB."
-    with open_limited(path, max_pixels) as im:
-        s = dct_scale(shrink)
-        if s > 1: im.draft('RGB', (im.width//s, im.height//s)) # a no-op for formats other than JPEG
-        im.load()
-        ImageOps.exif_transpose(im, in_place=True)
-        return _to_rgb(im)
-
-# %% ../nbs/03_preprocess.ipynb #a4b9d312
-def open_rgb(path, # image file
-             shrink:float=1., # the caller will reduce the image by at least this factor: JPEGs are decoded at a matching DCT scale
-             truncated:str='keep', # 'keep': decode a truncated JPEG as far as the data goes; 'fail': raise
-             max_pixels:int=MAX_PIXELS, # a larger image raises a `ValueError` before it is decoded
-            )->tuple[Image.Image,str]: # RGB image in display orientation, and a note: '' or 'truncated'
-    "Decode `path` to RGB in display orientation, at reduced JPEG scale when `shrink` allows."
-    try: return _decode(path, shrink, max_pixels), ''
-    except OSError as e:
-        if truncated != 'keep' or 'truncated' not in str(e): raise
-    with _load_truncated(): return _decode(path, shrink, max_pixels), 'truncated'
 
 # %% ../nbs/03_preprocess.ipynb #be10c587
 _TRAILERS = {'.jpg': b'\xff\xd9', '.jpeg': b'\xff\xd9', '.png': b'IEND\xaeB`\x82'}
@@ -197,8 +129,6 @@ def check_writable(out_dir)->Path:
     return Path(out_dir)
 
 # %% ../nbs/03_preprocess.ipynb #3ab9e34e
-MANIFEST = '.iwildcam_nb_{}.json' # in an output folder, per stage: the options its outputs were made with
-_STAGES = ('resize', 'crops')
 _MTIME_TICK = 0.02 # seconds waited before a new record, so that older outputs carry an older time on any clock
 
 def _recorded(p:Path)->dict|None:
@@ -226,65 +156,6 @@ def use_manifest(out_dir, # output folder of `stage`
         if any(it): time.sleep(_MTIME_TICK)
     write_json(dict(stage=stage, options=options), p)
     return p.stat().st_mtime_ns
-
-# %% ../nbs/03_preprocess.ipynb #d4da2013
-_PR_SET_PDEATHSIG = 1 # Linux prctl option: the signal a process is sent when its parent dies
-
-def _quiet_worker(parent:int|None, # pid of the process that forked this worker (None: not forked, another start method)
-                 ):
-    "Pool worker setup: Ctrl-C is left to the parent; on Linux the worker ends quietly (SIGTERM) as soon as its parent dies, even by kill -9."
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith('linux'):
-        import ctypes
-        with suppress(OSError, AttributeError): ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-    if parent is not None and os.getppid() != parent: os._exit(0) # the parent died before the line above
-
-def pmap(fn, # picklable function of one task (a module-level function or a `partial` of one)
-         tasks:list, # the tasks
-         n_workers:int|None=None, # processes; None = all cores, 0 or 1 = in this process
-        ):
-    "Yield `fn(task)` for each task, from a process pool in chunks; in any order."
-    n = num_cpus() if n_workers is None else n_workers # the cores this process may use (fastcore)
-    if n <= 1 or len(tasks) <= 1: yield from map(fn, tasks); return
-    chunk = max(1, min(32, len(tasks) // (4*n)))
-    ctx = mp.get_context()
-    parent = os.getpid() if ctx.get_start_method() == 'fork' else None
-    with ctx.Pool(min(n, len(tasks)), _quiet_worker, (parent,)) as pool: yield from pool.imap_unordered(fn, tasks, chunksize=chunk)
-
-
-def progress(it, total:int,
-             show:bool|None=None, # show the bar; None = only when stdout is a terminal
-             unit:str='img'):
-    "Iterate `it` with a fastprogress bar showing the rate in `unit`/s; the bar ends with a newline."
-    if not (on_terminal() if show is None else show) or not total: yield from it; return
-    from fastprogress import progress_bar
-    pb,t0 = progress_bar(it, total=total),time.perf_counter()
-    try:
-        for i,o in enumerate(pb, 1):
-            pb.comment = f'{i/max(time.perf_counter()-t0, 1e-9):.1f} {unit}/s'
-            yield o
-    finally: print(flush=True) # fastprogress leaves the cursor at the end of the bar
-
-# %% ../nbs/03_preprocess.ipynb #0c1ab2dc
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp')
-
-def _is_output(d:str, files:list)->bool:
-    "Is folder `d`, holding `files`, the output folder of an earlier run (it has a record of options)?"
-    if not any(MANIFEST.format(s) in files for s in _STAGES): return False
-    log.info(f"left out {d}: output folder of an earlier run")
-    return True
-
-def list_images(src, # folder to search, recursively
-                exts:tuple=IMAGE_EXTS, # file extensions that count as images (lower case)
-                exclude=None, # a folder to leave out, e.g. the output folder when it sits inside `src`
-               )->list[str]:
-    "Relative POSIX paths of the images under `src`, sorted; hidden files and folders and earlier output folders are left out."
-    src, ex, out = Path(src), Path(exclude).resolve() if exclude else None, []
-    for d, dirs, files in os.walk(src):
-        if Path(d) != src and _is_output(d, files): dirs[:] = []; continue
-        dirs[:] = [o for o in dirs if not o.startswith('.') and (ex is None or (Path(d)/o).resolve() != ex)]
-        out += [(Path(d)/f).relative_to(src).as_posix() for f in files if not f.startswith('.') and Path(f).suffix.lower() in exts]
-    return sorted(out)
 
 # %% ../nbs/03_preprocess.ipynb #7e51a81b
 def _resize_plan(src, dst, files=None)->list[tuple]:

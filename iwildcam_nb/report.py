@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from .core import require_columns, InputError, atomic_path, log, safe_joiner, write_csv
 from .metrics import seq_labels, seq_pred_labels
-from .preprocess import display_size, open_rgb
+from .photos import display_size, open_rgb
 
 # %% auto #0
 __all__ = ['MD_COLOURS', 'SEQ_RULES', 'cat_names', 'as_labels', 'confusion_table', 'fold_classes', 'confusion_title',

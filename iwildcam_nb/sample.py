@@ -4,22 +4,23 @@
 
 # %% ../nbs/02_sample.ipynb #dd704263
 from __future__ import annotations
-import math, uuid
+import math, uuid, zlib
 from dataclasses import dataclass, field, asdict, replace
 from datetime import datetime, timedelta
 from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from .core import InputError, atomic_path, read_json, write_json, write_csv, log
 from .scenes import SPECIES, DEFAULT_SPECIES, Location, draw_animal, make_scene, to_infrared
 if TYPE_CHECKING: import pandas as pd
 
 # %% auto #0
-__all__ = ['SAMPLE_FILES', 'DetectorSim', 'SampleConfig', 'make_locations', 'sample_uuid', 'Individual', 'SeqPlan',
-           'plan_sequences', 'render_frame', 'simulate_md', 'render_sequence', 'frame_labels', 'make_sample',
-           'sample_is_current', 'read_sample', 'summarize_sample', 'species_table', 'sample_sheet']
+__all__ = ['SAMPLE_FILES', 'INAT_DIR', 'SITES', 'TAXONOMY_COLS', 'DetectorSim', 'SampleConfig', 'make_locations', 'sample_uuid',
+           'Individual', 'SeqPlan', 'plan_sequences', 'render_frame', 'simulate_md', 'render_sequence', 'frame_labels',
+           'SupplementConfig', 'place_cameras', 'taxonomy_table', 'render_closeup', 'make_sample', 'sample_is_current',
+           'read_sample', 'summarize_sample', 'species_table', 'sample_sheet']
 
 # %% ../nbs/02_sample.ipynb #436bfb9b
 SAMPLE_FILES = dict(
@@ -29,7 +30,13 @@ SAMPLE_FILES = dict(
     test_labels='metadata/sample_test_labels.json',
     counts='metadata/sample_sequence_counts.csv',
     boxes='metadata/sample_boxes.csv',
-    info='metadata/sample_info.json')
+    info='metadata/sample_info.json',
+    gps='metadata/gps_locations.json',
+    places='metadata/sample_locations.csv',
+    taxonomy='metadata/sample_taxonomy.csv',
+    inat='metadata/inaturalist_2017_to_iwildcam_train.json',
+    supplements='metadata/sample_supplements.json')
+INAT_DIR = 'inaturalist_2017' # folder of the iNaturalist-like close-ups; the iNat file's `file_name`s are relative to it
 
 # %% ../nbs/02_sample.ipynb #25c953db
 @dataclass
@@ -405,6 +412,148 @@ def frame_labels(vis_per_frame:list)->list:
     known = [i for i,b in enumerate(best) if b is not None]
     return [b if b is not None else (best[min(known, key=lambda k: abs(k-i))] if known else 0) for i,b in enumerate(best)]
 
+# %% ../nbs/02_sample.ipynb #157c2f4b
+SITES = { # where a camera may stand: a box (degrees) well inside one country, and the sample species that live there
+    'GTM': dict(place='Petén lowland forest, Guatemala', lat=(16.55, 17.15), lon=(-90.35, -89.55),
+                species=('agouti', 'ocelot', 'margay', 'curassow')),
+    'NIC': dict(place='Caribbean-slope forest, Nicaragua', lat=(12.6, 13.3), lon=(-85.6, -84.9),
+                species=('agouti', 'ocelot', 'margay', 'curassow')),
+    'TZA': dict(place='Ruaha, Tanzania', lat=(-7.9, -7.3), lon=(34.4, 35.2), species=('bushbuck', 'elephant', 'warthog')),
+    'UGA': dict(place='Murchison Falls, Uganda', lat=(2.0, 2.35), lon=(31.7, 32.2), species=('bushbuck', 'elephant', 'warthog'))}
+
+@dataclass
+class SupplementConfig:
+    "What the sample writes beside the camera data: where the cameras stand, a taxonomy file, iNaturalist-like close-ups."
+    sites:tuple=tuple(SITES) # countries (keys of `SITES`) the cameras may stand in; ties go to the earlier
+    withhold:bool=True # leave every camera of one country out of gps_locations.json, as iWildCam 2021 did
+    decimals:int=6 # decimals of the written coordinates
+    inat_extra:tuple=('margay',) # species the close-ups show besides the cameras' (keys of `SPECIES`)
+    inat_images:tuple=(4, 8) # fewest and most close-ups of one species
+    inat_side:int=160 # longest side of a close-up in pixels (iNat 2017's photos: 800)
+    inat_fill:tuple=(.55, .9) # the animal's width as a share of the photo's, lowest and highest
+    inat_quality:int=90 # JPEG quality of the close-ups
+    def __post_init__(self):
+        self.sites,self.inat_extra,self.inat_images,self.inat_fill = map(tuple, (self.sites, self.inat_extra, self.inat_images, self.inat_fill))
+        for msg in _supplement_problems(self): raise ValueError(f'SupplementConfig: {msg}')
+
+def _supplement_problems(s:SupplementConfig)->list:
+    "Human-readable problems with a supplement configuration (empty when it is fine)."
+    return [m for ok,m in [
+        (s.sites and set(s.sites) <= set(SITES), f'unknown or no sites {s.sites}; choose from {list(SITES)}'),
+        (set(s.inat_extra) <= set(SPECIES), f'unknown species in inat_extra {s.inat_extra}; choose from {list(SPECIES)}'),
+        (len(s.inat_images) == 2 and 1 <= s.inat_images[0] <= s.inat_images[1], 'need 1 <= inat_images[0] <= inat_images[1]'),
+        (len(s.inat_fill) == 2 and 0 < s.inat_fill[0] <= s.inat_fill[1] <= .9, 'need 0 < inat_fill[0] <= inat_fill[1] <= 0.9'),
+        (s.inat_side >= 32, 'inat_side must be at least 32')] if not ok]
+
+def _stream(seed:int, name:str, *parts)->np.random.Generator:
+    "A generator of its own for each supplement, seeded by `seed` and a name, so the camera data's draws stay as they were."
+    return np.random.default_rng([seed, zlib.crc32(name.encode()), *parts])
+
+# %% ../nbs/02_sample.ipynb #0bccae37
+def _site_of(species:tuple, sites:tuple, n:dict)->str:
+    "The site sharing most species with a camera; ties to the one with fewer cameras so far, then the earlier."
+    return max(sites, key=lambda k: (len(set(species) & set(SITES[k]['species'])), -n[k], -sites.index(k)))
+
+def _withheld(countries:list, splits:list, sites:tuple)->str|None:
+    "The country to leave out: one with train and test cameras if any, else one with test cameras, else the earliest; None with one country."
+    used = [k for k in sites if k in countries]
+    has = lambda k, split: any(c == k and s == split for c,s in zip(countries, splits))
+    return max(used, key=lambda k: (has(k, 'train') and has(k, 'test'), has(k, 'test'), -used.index(k))) if len(used) > 1 else None
+
+def place_cameras(locs:list, # `Location`s, as `make_locations` returns them
+                  s:SupplementConfig|None=None, # sites and withholding; default `SupplementConfig()`
+                  seed:int=0, # random seed
+                 )->pd.DataFrame: # location, split, country, latitude, longitude, withheld
+    "Where each camera stands: the site that suits its species best, a random point in that site's box; one country withheld."
+    import pandas as pd
+    s = s or SupplementConfig(); n,rows = dict.fromkeys(s.sites, 0),[]
+    for o in locs:
+        k = _site_of(o.species, s.sites, n); n[k] += 1
+        rng = _stream(seed, 'gps', o.id) # by location id: adding a camera moves no other
+        rows.append(dict(location=o.id, split=o.split, country=k,
+                         **{a: round(float(rng.uniform(*SITES[k][a[:3]])), s.decimals) for a in ('latitude', 'longitude')}))
+    df = pd.DataFrame(rows, columns=['location', 'split', 'country', 'latitude', 'longitude'])
+    w = _withheld(df.country.tolist(), df.split.tolist(), s.sites) if s.withhold else None
+    return df.assign(withheld=df.country == w)
+
+# %% ../nbs/02_sample.ipynb #aecd61e4
+TAXONOMY_COLS = ['category_id', 'name', 'class', 'order', 'family', 'genus', 'species', 'common_name']
+
+def taxonomy_table(keys:tuple, # species (keys of `SPECIES`)
+                  )->pd.DataFrame: # one row per class, `TAXONOMY_COLS`
+    "The sample's taxonomy file: empty first, then each species by category id, levels from its `lineage` and binomial name."
+    import pandas as pd
+    sps = sorted({SPECIES[k].cat_id: SPECIES[k] for k in keys}.values(), key=lambda o: o.cat_id)
+    rows = [(0, 'empty', '', '', '', '', '', '')] + [(o.cat_id, o.name, *o.lineage, *o.name.split(' ', 1), o.common) for o in sps]
+    return pd.DataFrame(rows, columns=TAXONOMY_COLS)
+
+# %% ../nbs/02_sample.ipynb #34983630
+_BOKEH = [(74, 108, 52), (108, 134, 70), (132, 116, 84), (96, 82, 60), (150, 170, 190), (60, 80, 48), (170, 150, 110)]
+_ASPECTS = [(4, 3), (3, 4), (1, 1), (3, 2)]
+
+def _bokeh(rng, w:int, h:int)->np.ndarray:
+    "A defocused background, as behind a close-up taken by hand: a colour gradient under soft blobs of leaves, bark or sky."
+    top,bot = (np.array(_BOKEH[i], np.float32) for i in rng.choice(len(_BOKEH), 2, replace=False))
+    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    im = Image.fromarray(np.broadcast_to(top*(1-t) + bot*t, (h, w, 3)).clip(0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(6, 16))):
+        x,y,r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(.05, .25)*max(w, h)
+        d.ellipse((x-r, y-r, x+r, y+r), fill=tuple(int(v) for v in np.clip(np.array(_BOKEH[rng.integers(len(_BOKEH))])*rng.uniform(.8, 1.2), 0, 255)))
+    return np.asarray(im.filter(ImageFilter.GaussianBlur(max(w, h)/25)), np.float32)
+
+def render_closeup(key:str, # species (key of `SPECIES`)
+                   rng, # numpy Generator of this photo
+                   s:SupplementConfig|None=None, # size and framing; default `SupplementConfig()`
+                  )->tuple: # (uint8 h x w x 3 photo, [x, y, w, h] pixel box of the animal)
+    "An iNaturalist-style photo: one animal large in the frame, in daylight, before a defocused background."
+    s = s or SupplementConfig()
+    a,b = _ASPECTS[rng.integers(len(_ASPECTS))]
+    W,H = (s.inat_side, round(s.inat_side*b/a)) if a >= b else (round(s.inat_side*a/b), s.inat_side)
+    sp,pose,pattern,facing = SPECIES[key], int(rng.integers(2)), int(rng.integers(2**31)), int(rng.choice([-1, 1]))
+    m0 = draw_animal(sp, 100, pose, pattern, facing)[1]
+    L = 100*min(rng.uniform(*s.inat_fill)*W/m0.shape[1], .9*H/m0.shape[0])
+    rgb,m,_ = draw_animal(sp, L, pose, pattern, facing)
+    h,w = m.shape
+    x0,y0 = int((W-w)*rng.uniform(.1, .9)), int((H-h)*rng.uniform(.3, .9))
+    img = _bokeh(rng, W, H)
+    img[y0:y0+h, x0:x0+w][m] = rgb[m]*rng.uniform(.9, 1.1)
+    img = img*rng.uniform(.9, 1.1) + rng.normal(0, 2, img.shape)
+    return img.clip(0, 255).astype(np.uint8), [x0, y0, w, h]
+
+# %% ../nbs/02_sample.ipynb #35a4cad1
+def _write_inat(out:Path, tax:pd.DataFrame, s:SupplementConfig, seed:int, rights_holder:str)->dict:
+    "Draw and save the close-ups of every class in `tax` but empty; return the iNat-like COCO file's contents."
+    ims,anns = [],[]
+    for r in tax[tax.category_id > 0].itertuples():
+        sp = SPECIES[r.common_name]
+        for k in range(int(_stream(seed, 'inat', r.category_id).integers(s.inat_images[0], s.inat_images[1]+1))):
+            hx = uuid.UUID(sample_uuid(seed, 'inat', r.category_id, k)).hex
+            img,box = render_closeup(r.common_name, _stream(seed, 'inat', r.category_id, k), s)
+            fn = f'train_val_images/{sp.lineage[0].title()}/{sp.name.capitalize()}/{hx}.jpg'
+            _save_jpg(img, out/INAT_DIR/fn, s.inat_quality)
+            iid = int(hx[:12], 16) # iNat's ids are integers
+            ims.append(dict(id=iid, width=img.shape[1], height=img.shape[0], file_name=fn, license=1, rights_holder=rights_holder))
+            anns.append(dict(id=iid, image_id=iid, category_id=int(r.category_id), bbox=box))
+    return dict(info=dict(description="iNaturalist-like close-ups in the sample's iWildCam classes", contributor='iwildcam_nb.sample',
+                          version='1.0'),
+                images=ims, annotations=anns, categories=[dict(id=int(i), name=n) for i,n in zip(tax.category_id, tax['name'])],
+                licenses=[dict(id=1, name='synthetic drawing, no rights reserved', url='')])
+
+def _write_supplements(out:Path, locs:list, c:SampleConfig, s:SupplementConfig, seed:int):
+    "Write the GPS file, the true places, the taxonomy and the iNat-like set, then `supplements` last; drop stale close-ups."
+    pl = place_cameras(locs, s, seed)
+    write_json({str(r.location): dict(latitude=r.latitude, longitude=r.longitude) for r in pl[~pl.withheld].sort_values('location').itertuples()},
+               out/SAMPLE_FILES['gps'])
+    write_csv(pl, out/SAMPLE_FILES['places'])
+    tax = taxonomy_table(c.species + s.inat_extra)
+    write_csv(tax, out/SAMPLE_FILES['taxonomy'])
+    inat = _write_inat(out, tax, s, seed, c.rights_holder)
+    write_json(inat, out/SAMPLE_FILES['inat'])
+    keep = {out/INAT_DIR/r['file_name'] for r in inat['images']}
+    for f in [f for f in (out/INAT_DIR).rglob('*.jpg') if f not in keep]: f.unlink()
+    write_json(dict(generator='iwildcam_nb.sample.make_sample', seed=seed, config=asdict(s)), out/SAMPLE_FILES['supplements'])
+
 # %% ../nbs/02_sample.ipynb #5de9f50d
 def _fmt(dt:datetime)->str: return f'{dt:%Y-%m-%d %H:%M:%S}.{dt.microsecond//1000:03d}'
 
@@ -464,15 +613,15 @@ def _write_metadata(out:Path, acc:dict, c:SampleConfig, seed:int):
                     empty_sequence_counts='one row: category_id 0, count 0', config=asdict(c)), out/SAMPLE_FILES['info'])
 
 # %% ../nbs/02_sample.ipynb #e955f080
-_LAYOUT = {'train', 'test', 'metadata'}
+_LAYOUT = {'train', 'test', 'metadata', INAT_DIR}
 
 def _prepare(out:Path)->Path:
-    "Check `out` is new, empty or an earlier sample; forget the earlier one's completion mark."
+    "Check `out` is new, empty or an earlier sample; forget the earlier one's completion marks."
     if out.exists() and not out.is_dir(): raise InputError(out, '-', 'exists and is not a folder')
     extra = sorted(p.name for p in out.iterdir() if p.name not in _LAYOUT) if out.exists() else []
     if extra: raise InputError(out, '-', f'folder holds other files ({", ".join(extra[:3])}); '
                                          'make_sample writes only into a new, empty or earlier sample folder')
-    (out/SAMPLE_FILES['info']).unlink(missing_ok=True)
+    for k in ('info', 'supplements'): (out/SAMPLE_FILES[k]).unlink(missing_ok=True)
     return out
 
 def _remove_stale(out:Path, acc:dict):
@@ -484,16 +633,18 @@ def _remove_stale(out:Path, acc:dict):
 def make_sample(out_dir, # folder to write (new, empty, or an earlier sample, which is replaced)
                 seed:int=0, # random seed: the same seed writes the same bytes
                 cfg:SampleConfig|None=None, # sizes and shares; default `SampleConfig()`
+                supplements:SupplementConfig|None=None, # places, taxonomy and close-ups; default `SupplementConfig()`
                 **kwargs, # overrides of `cfg` fields, e.g. `width=64`
                )->Path:
     "Write a deterministic camera-trap data set in the iWildCam 2021 layout under `out_dir`; return its path."
-    c = replace(cfg or SampleConfig(), **kwargs)
+    c,s = replace(cfg or SampleConfig(), **kwargs),supplements or SupplementConfig()
     out = _prepare(Path(out_dir))
     locs = make_locations(c, seed)
     acc = {k: [] for k in ('train_images', 'train_annotations', 'test_images', 'test_annotations', 'md', 'boxes', 'counts')}
     for p in plan_sequences(locs, c, seed): _write_sequence(out, p, locs[p.loc], c, seed, acc)
     _remove_stale(out, acc)
     _write_metadata(out, acc, c, seed)
+    _write_supplements(out, locs, c, s, seed)
     log.info('sample: %d train and %d test images in %s', len(acc['train_images']), len(acc['test_images']), out)
     return out
 
@@ -501,15 +652,17 @@ def make_sample(out_dir, # folder to write (new, empty, or an earlier sample, wh
 def sample_is_current(out_dir, # a folder that may hold a finished sample
                       seed:int=0, # the seed it should have been made with
                       cfg:SampleConfig|None=None, # the configuration it should have been made with; default `SampleConfig()`
+                      supplements:SupplementConfig|None=None, # ... and the supplements'; default `SupplementConfig()`
                       **kwargs, # overrides of `cfg` fields, as for `make_sample`
                      )->bool:
     "True if `out_dir` holds a finished sample made with exactly this seed and configuration."
-    f = Path(out_dir)/SAMPLE_FILES['info']
-    if not f.exists(): return False
-    info = read_json(f)
-    try: made = SampleConfig(**info.get('config', {}))
+    fs = [Path(out_dir)/SAMPLE_FILES[k] for k in ('info', 'supplements')]
+    if not all(f.exists() for f in fs): return False
+    info,sup = map(read_json, fs)
+    try: made,made_s = SampleConfig(**info.get('config', {})),SupplementConfig(**sup.get('config', {}))
     except (TypeError, ValueError): return False
-    return info.get('seed') == seed and made == replace(cfg or SampleConfig(), **kwargs)
+    return (info.get('seed') == sup.get('seed') == seed and made == replace(cfg or SampleConfig(), **kwargs)
+            and made_s == (supplements or SupplementConfig()))
 
 # %% ../nbs/02_sample.ipynb #6b36bd2f
 def read_sample(out_dir, # a folder written by `make_sample`

@@ -15,7 +15,7 @@ __all__ = ['SPECIES', 'DEFAULT_SPECIES', 'Species', 'draw_animal', 'Location', '
 # %% ../nbs/01a_scenes.ipynb #8527e864
 @dataclass(frozen=True)
 class Species:
-    "How one species looks and behaves: shape in body lengths, colours, coat texture, group size."
+    "How one species looks and behaves (shape in body lengths, colours, coat texture, group size) and where it sits in the tree of life."
     cat_id:int # iWildCam category id (the real ids, hence non-contiguous)
     name:str # category name, iWildCam style (lower-case binomial)
     common:str # everyday name, for people
@@ -29,26 +29,29 @@ class Species:
     ears:str # 'round', 'pointed', 'horns', 'big' (ears, trunk and tusks), 'crest' (and beak), 'tusks'
     tail:str # 'stub', 'long', 'short', 'thin', 'upright' or 'fan'
     colour:tuple # RGB of the coat
-    texture:str # 'plain', 'spots', 'stripes' or 'wrinkles'
-    tex_colour:tuple # RGB of the spots, stripes or wrinkles
+    texture:str # 'plain', 'spots', 'rosettes', 'stripes' or 'wrinkles'
+    tex_colour:tuple # RGB of the spots, rosettes, stripes or wrinkles
     belly:tuple|None # RGB of a paler belly, or None
     group:tuple # (min, max) individuals of this species in a sequence
     weight:float # how often it triggers the cameras, relative to the others
+    lineage:tuple=() # (class, order, family), lowercase as SpeciesNet writes them; genus and epithet are the two words of `name`
 
 # %% ../nbs/01a_scenes.ipynb #47a17591
 SPECIES = {o.common: o for o in [
     Species(3, 'dasyprocta punctata', 'agouti', .16, .6, .16, .07, 4, (0, 0), .32, 'round', 'stub',
-            (92, 62, 38), 'plain', (0, 0, 0), None, (1, 2), 2),
+            (92, 62, 38), 'plain', (0, 0, 0), None, (1, 2), 2, ('mammalia', 'rodentia', 'dasyproctidae')),
     Species(10, 'leopardus pardalis', 'ocelot', .3, .36, .3, .07, 4, (.08, 20), .27, 'pointed', 'long',
-            (196, 156, 92), 'spots', (45, 35, 25), (228, 214, 186), (1, 2), 1.5),
+            (196, 156, 92), 'spots', (45, 35, 25), (228, 214, 186), (1, 2), 1.5, ('mammalia', 'carnivora', 'felidae')),
     Species(83, 'tragelaphus scriptus', 'bushbuck', .38, .42, .55, .05, 4, (.38, 55), .22, 'horns', 'short',
-            (150, 85, 45), 'stripes', (238, 232, 222), None, (1, 6), 2),
+            (150, 85, 45), 'stripes', (238, 232, 222), None, (1, 6), 2, ('mammalia', 'cetartiodactyla', 'bovidae')),
     Species(90, 'loxodonta africana', 'elephant', .6, .68, .42, .17, 4, (0, 0), .42, 'big', 'thin',
-            (118, 116, 112), 'wrinkles', (80, 78, 75), None, (1, 4), 1),
+            (118, 116, 112), 'wrinkles', (80, 78, 75), None, (1, 4), 1, ('mammalia', 'proboscidea', 'elephantidae')),
     Species(374, 'crax rubra', 'curassow', .2, .55, .42, .035, 2, (.28, 70), .2, 'crest', 'fan',
-            (28, 26, 30), 'plain', (0, 0, 0), (215, 205, 185), (1, 3), 1.5),
+            (28, 26, 30), 'plain', (0, 0, 0), (215, 205, 185), (1, 3), 1.5, ('aves', 'galliformes', 'cracidae')),
     Species(103, 'phacochoerus africanus', 'warthog', .3, .5, .25, .07, 4, (0, 0), .36, 'tusks', 'upright',
-            (105, 90, 80), 'plain', (0, 0, 0), None, (1, 4), 1.5)]}
+            (105, 90, 80), 'plain', (0, 0, 0), None, (1, 4), 1.5, ('mammalia', 'cetartiodactyla', 'suidae')),
+    Species(50, 'leopardus wiedii', 'margay', .22, .38, .33, .06, 4, (.08, 20), .3, 'pointed', 'long',
+            (172, 136, 86), 'rosettes', (52, 40, 28), (226, 212, 184), (1, 1), 1, ('mammalia', 'carnivora', 'felidae'))]}
 
 # %% ../nbs/01a_scenes.ipynb #aa02b952
 DEFAULT_SPECIES = ('agouti', 'ocelot', 'bushbuck', 'elephant', 'curassow')
@@ -86,13 +89,20 @@ def _spots(d, box, c, L, rng):
         x,y,r = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(.03, .06)*L
         d.ellipse((x-r, y-.8*r, x+r, y+.8*r), fill=c)
 
+def _rosettes(d, box, c, L, rng):
+    "Open rings with the coat showing inside, the margay's blotches."
+    x0,y0,x1,y1 = box
+    for _ in range(12):
+        x,y,r = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(.05, .08)*L
+        d.ellipse((x-r, y-.8*r, x+r, y+.8*r), outline=c, width=max(1, round(.025*L)))
+
 def _wrinkles(d, box, c, L, rng):
     x0,y0,x1,y1 = box
     for i in range(1, 7):
         x = x0 + i*(x1-x0)/7 + rng.normal(0, .02*L)
         d.arc((x-.08*L, y0, x+.08*L, y1), 60, 300, fill=c, width=max(1, round(.015*L)))
 
-_TEXTURES = dict(plain=lambda *a: None, stripes=_stripes, spots=_spots, wrinkles=_wrinkles)
+_TEXTURES = dict(plain=lambda *a: None, stripes=_stripes, spots=_spots, rosettes=_rosettes, wrinkles=_wrinkles)
 
 def _body(pen:_Pen, sp:Species, g:dict, rng):
     "Body ellipse, then belly and texture clipped to it."

@@ -14,7 +14,7 @@ from .core import require_file, require_columns, InputError, log, read_json, wri
 __all__ = ['LEVELS', 'ALIASES', 'SPECIESNET', 'ROLLUP_LEVELS', 'ANIMAL_KEY', 'BOX_NAMES', 'ADMIN1_COUNTRIES', 'check_taxonomy',
            'taxonomy_from_categories', 'read_taxonomy', 'taxon_keys', 'to_speciesnet_labels', 'from_speciesnet_labels',
            'ancestor_key', 'taxon_nodes', 'check_geofence', 'read_geofence', 'write_geofence', 'is_blocked',
-           'geofence_from_training', 'SpeciesNetRules', 'roll_up', 'speciesnet_decide', 'locate']
+           'geofence_from_training', 'SpeciesNetRules', 'roll_up', 'speciesnet_decide', 'locate', 'load_gps_locations']
 
 # %% ../nbs/06a_taxonomy.ipynb #c3f1cd10
 LEVELS = ('class', 'order', 'family', 'genus', 'species') # SpeciesNet's taxonomy levels, highest first
@@ -446,3 +446,22 @@ def locate(locations:pd.DataFrame, # latitude, longitude (+ country, admin1 kept
     out['country'] = out.country.where(out.country.notna(), found)
     out['admin1'] = out.admin1.where(out.admin1.notna(), a1.where(found.isin(admin1_countries) & (out.country == found)))
     return out.assign(**{c: out[c].where(out[c].notna(), None) for c in ('country', 'admin1')})
+
+# %% ../nbs/06a_taxonomy.ipynb #cb10b0a2
+def _degrees(path, loc:str, rec, field:str, limit:float)->float:
+    "One checked coordinate of one location: a JSON number within +-`limit` degrees."
+    if not isinstance(rec, dict): raise InputError(path, loc, f'expected {{"latitude": .., "longitude": ..}}, got {rec!r}')
+    if field not in rec: raise InputError(path, f'{loc}.{field}', 'required field is missing')
+    v = rec[field]
+    if type(v) not in (int, float) or not -limit <= v <= limit: # NaN and infinity fail the range too
+        raise InputError(path, f'{loc}.{field}', f'expected a number of degrees within [-{limit}, {limit}], got {v!r}')
+    return float(v)
+
+def load_gps_locations(path, # iWildCam's gps_locations.json: {"<location>": {"latitude": .., "longitude": ..}}
+                      )->pd.DataFrame: # location (text, as the images table has it), latitude, longitude
+    "The camera coordinates of a `gps_locations.json`, one row per location it lists."
+    path = require_file(path, 'GPS file')
+    d = read_json(path)
+    if not isinstance(d, dict): raise InputError(path, '-', f'expected an object keyed by location id, got {type(d).__name__}')
+    rows = [(k, _degrees(path, k, v, 'latitude', 90), _degrees(path, k, v, 'longitude', 180)) for k,v in d.items()]
+    return pd.DataFrame(rows, columns=['location', 'latitude', 'longitude']).astype({'location': 'str', 'latitude': float, 'longitude': float})

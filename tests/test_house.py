@@ -58,8 +58,8 @@ def test_no_private_names_of_other_modules(mod):
 
 def test_the_checks_see_a_violation():
     "The parsers find each kind of import and reach-in, in a made-up module."
-    src = ("from .preprocess import _isatty, list_images\nfrom . import metrics\nimport iwildcam_nb.data as d\n"
+    src = ("from .photos import _isatty, list_images\nfrom . import metrics\nimport iwildcam_nb.data as d\n"
            "def f():\n    from iwildcam_nb.models import train\n    return d._stamp, metrics._x, d.ok\n")
-    assert package_imports(src) == [('preprocess', '_isatty', 1), ('preprocess', 'list_images', 1), ('metrics', '', 2), ('data', '', 3), ('models', 'train', 5)]
+    assert package_imports(src) == [('photos', '_isatty', 1), ('photos', 'list_images', 1), ('metrics', '', 2), ('data', '', 3), ('models', 'train', 5)]
     assert sorted(private_attribute_uses(src)) == [('d', '_stamp', 6), ('metrics', '_x', 6)]
     assert order('03c_backbones') < order('04_models') and order('02_sample') < order('02a_x') < order('10_cli')

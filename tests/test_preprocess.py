@@ -9,7 +9,8 @@ from PIL import Image, ImageFile
 from iwildcam_nb.core import InputError
 from iwildcam_nb.data import load_megadetector
 from iwildcam_nb import preprocess
-from iwildcam_nb.preprocess import make_crops, resize_images, is_complete, crop_box, crop_id, parse_crop_id, display_size
+from iwildcam_nb.preprocess import make_crops, resize_images, is_complete, crop_box, crop_id, parse_crop_id
+from iwildcam_nb.photos import display_size
 
 FAST = dict(n_workers=0, show_progress=False)
 ELEPHANTS = ['african_elephants.jpg', 'african_elephants_bw.jpg', 'african_elephants_cmyk.jpg',
@@ -158,7 +159,7 @@ def test_parallel_same_as_serial(tmp_path):
 PMAP_SCRIPT = """
 import signal, time
 signal.signal(signal.SIGINT, signal.default_int_handler) # as on a terminal, even when the test runner was started with SIGINT ignored
-from iwildcam_nb.preprocess import pmap
+from iwildcam_nb.photos import pmap
 print('started', flush=True)
 try:
     for _ in pmap(time.sleep, [0.15]*200, n_workers=2): pass
@@ -363,7 +364,7 @@ def test_crops_rerun_with_other_options_redoes(tmp_path, caplog):
 def test_unwritable_output_refused_before_decoding(tmp_path, monkeypatch):
     frames(tmp_path/'src', 3)
     calls = []
-    monkeypatch.setattr(preprocess, 'open_rgb', lambda *a, **k: calls.append(a) or 1/0)
+    monkeypatch.setattr(preprocess, 'open_rgb', lambda *a, **k: calls.append(a) or 1/0) # the name preprocess looks up (from photos)
     (tmp_path/'afile').write_text('x')
     with pytest.raises(InputError, match='cannot write here') as e:
         resize_images(tmp_path/'src', tmp_path/'afile'/'out', size=32, **FAST) # a file where a folder should be

@@ -1,5 +1,6 @@
 """The embedded data-set generator: determinism, layout, iWildCam 2021 fields, disjoint locations, consistent truth;
-and its drawing module, `iwildcam_nb.scenes`, which must stand on its own."""
+the supplements beside the camera data (GPS file with one country withheld, taxonomy file, iNat-like close-ups), which
+leave the camera files byte for byte as they were; and its drawing module, `iwildcam_nb.scenes`, which must stand on its own."""
 import json, re, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np
@@ -7,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 from iwildcam_nb.core import InputError
-from iwildcam_nb.sample import SAMPLE_FILES, SampleConfig, make_sample, read_sample, summarize_sample
+from iwildcam_nb.sample import (INAT_DIR, SAMPLE_FILES, SITES, SampleConfig, SupplementConfig, make_locations, make_sample,
+                                place_cameras, read_sample, sample_is_current, species_table, summarize_sample)
 
 TINY = dict(n_train_locations=2, n_test_locations=1, seqs_per_location=4, max_frames=3, width=64, height=48)
 IMAGE_FIELDS = {'id': str, 'width': int, 'height': int, 'file_name': str, 'rights_holder': str, 'location': int,
@@ -32,7 +34,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 def test_layout(tiny):
     got = files(tiny)
     assert set(SAMPLE_FILES.values()) <= set(got)
-    assert set(k.split('/')[0] for k in got) == {'train', 'test', 'metadata'}
+    assert set(k.split('/')[0] for k in got) == {'train', 'test', 'metadata', INAT_DIR}
     for split,key in [('train', 'train'), ('test', 'test')]:
         ims = load(tiny, key)['images']
         assert {f'{split}/{i["file_name"]}' for i in ims} == {k for k in got if k.startswith(split+'/')}
@@ -131,6 +133,111 @@ def test_bad_config_is_refused():
     with pytest.raises(ValueError, match='unknown species'): SampleConfig(species=('agouti', 'dragon'))
     with pytest.raises(ValueError, match='min_frames'): SampleConfig(min_frames=0)
     with pytest.raises(ValueError, match='start'): SampleConfig(start='June')
+
+# ---------------------------------------------------------------- supplements: GPS, taxonomy, iNat-like close-ups
+
+CAMERA_MD5 = { # the camera data of the `tiny` fixture (seed 3), as written before the supplements existed (commit 4fac225)
+    'metadata/iwildcam2021_megadetector_results.json': '5e22a24eda686b907e7cba7be5e28b71',
+    'metadata/iwildcam2021_test_information.json': '6b75b8e6bd1036b771f342f0b9cb5d21',
+    'metadata/iwildcam2021_train_annotations.json': '8ab3615b6a5276d7d39cc8f2d750cac8',
+    'metadata/sample_boxes.csv': '0ad895d4fab4f9762a8e48fac05d537f',
+    'metadata/sample_info.json': 'f86da535dbb2326b9725bdfc032d9f24',
+    'metadata/sample_sequence_counts.csv': '9c9866159d2af1be01fde671caa28595',
+    'metadata/sample_test_labels.json': '408192eafa9e24270523f87e19aaa783'}
+
+def test_camera_files_are_those_written_before_the_supplements(tiny):
+    "The demo's figures depend on these bytes: a change here is a new data set, and the pins must be renewed on purpose."
+    import hashlib
+    got = {k: hashlib.md5((tiny/k).read_bytes()).hexdigest() for k in CAMERA_MD5}
+    assert got == CAMERA_MD5
+
+def test_supplements_do_not_touch_the_camera_files(tiny, tmp_path):
+    other = make_sample(tmp_path/'o', seed=3, supplements=SupplementConfig(sites=('UGA', 'NIC'), withhold=False, inat_extra=(),
+                                                                            inat_images=(1, 1), inat_side=64), **TINY)
+    camera = lambda d: {k: v for k,v in files(d).items() if k.split('/')[0] in ('train', 'test') or k in CAMERA_MD5}
+    assert camera(other) == camera(tiny)
+    assert files(other)[SAMPLE_FILES['gps']] != files(tiny)[SAMPLE_FILES['gps']]
+
+def test_gps_file_layout_and_the_withheld_country(tiny):
+    gps, places = load(tiny, 'gps'), pd.read_csv(tiny/SAMPLE_FILES['places'])
+    assert places.columns.tolist() == ['location', 'split', 'country', 'latitude', 'longitude', 'withheld']
+    cams = {i['location'] for k in ('train', 'test') for i in load(tiny, k)['images']}
+    assert set(places.location) == cams
+    assert all(re.fullmatch(r'\d+', k) for k in gps) and list(gps) == sorted(gps, key=int) # location ids as strings
+    for v in gps.values():
+        assert set(v) == {'latitude', 'longitude'} and all(type(x) is float for x in v.values())
+        assert abs(v['latitude']) <= 90 and abs(v['longitude']) <= 180
+    withheld = places[places.withheld]
+    assert withheld.country.nunique() == 1 and set(places[places.country == withheld.country.iloc[0]].location) == set(withheld.location)
+    assert {int(k) for k in gps} == cams - set(withheld.location) # every camera of that country missing, every other listed
+    for r in places[~places.withheld].itertuples():
+        assert gps[str(r.location)] == {'latitude': r.latitude, 'longitude': r.longitude}
+        lat, lon = SITES[r.country]['lat'], SITES[r.country]['lon']
+        assert lat[0] <= r.latitude <= lat[1] and lon[0] <= r.longitude <= lon[1]
+
+def test_default_sample_places_cameras_in_several_countries():
+    "Seed 0's six cameras: two countries listed, the third (with train and test cameras) withheld; each where most of its species live."
+    locs = make_locations(SampleConfig(width=32, height=24), seed=0)
+    pl = place_cameras(locs, seed=0)
+    assert pl[~pl.withheld].country.nunique() >= 2 and pl[pl.withheld].country.nunique() == 1
+    assert set(pl[pl.withheld].split) == {'train', 'test'}
+    for o, c in zip(locs, pl.country):
+        assert len(set(o.species) & set(SITES[c]['species'])) == max(len(set(o.species) & set(v['species'])) for v in SITES.values())
+
+def test_taxonomy_file(tiny):
+    from iwildcam_nb.taxonomy import read_taxonomy
+    raw = pd.read_csv(tiny/SAMPLE_FILES['taxonomy'], dtype=str, keep_default_na=False)
+    assert raw.columns.tolist() == ['category_id', 'name', 'class', 'order', 'family', 'genus', 'species', 'common_name']
+    tax = read_taxonomy(tiny/SAMPLE_FILES['taxonomy'])
+    cats = {c['id'] for c in load(tiny, 'train')['categories']} | {c['id'] for c in load(tiny, 'inat')['categories']}
+    assert set(tax.category_id) == cats
+    assert (tax.loc[tax.category_id > 0, ['class', 'order', 'family', 'genus', 'species']] != '').all().all()
+    shared = tax[tax.category_id > 0].groupby('genus')['name'].agg(list)
+    assert shared['leopardus'] == ['leopardus pardalis', 'leopardus wiedii'] # ocelot and margay: one genus (and one family)
+
+def test_inat_file_layout_and_photos(tiny):
+    d = load(tiny, 'inat')
+    assert set(d) == {'info', 'images', 'annotations', 'categories', 'licenses'}
+    ims = {i['id']: i for i in d['images']}
+    for i in d['images']:
+        assert {k: type(v) for k,v in i.items()} == {'id': int, 'width': int, 'height': int, 'file_name': str, 'license': int, 'rights_holder': str}
+        assert re.fullmatch(r'train_val_images/(Mammalia|Aves)/[A-Z][a-z]+ [a-z]+/[0-9a-f]{32}\.jpg', i['file_name'])
+        with Image.open(tiny/INAT_DIR/i['file_name']) as im: assert im.size == (i['width'], i['height']) and max(im.size) == 160
+    assert sorted(a['image_id'] for a in d['annotations']) == sorted(ims) # one annotation per photo
+    for a in d['annotations']:
+        x, y, w, h = a['bbox']; im = ims[a['image_id']]
+        assert x >= 0 and y >= 0 and x + w <= im['width'] and y + h <= im['height']
+        assert w >= .5*im['width'] or h >= .85*im['height'] # a close-up: the animal is large
+    assert [c['id'] for c in d['categories']] == sorted(c['id'] for c in d['categories']) and d['categories'][0] == {'id': 0, 'name': 'empty'}
+    assert len({i['file_name'] for i in d['images']}) == len(ims)
+    assert sum(1 for p in (tiny/INAT_DIR).rglob('*') if p.is_file()) == len(ims) # no other files in the folder
+
+def test_load_coco_reads_the_inat_file_with_a_species_rare_at_the_cameras(tiny):
+    from iwildcam_nb.data import IMAGE_COLS, load_coco
+    inat = load_coco(tiny/SAMPLE_FILES['inat'])
+    assert inat.images.columns.tolist() == IMAGE_COLS and inat.images.location.isna().all()
+    assert inat.labels[['x', 'y', 'w', 'h']].notna().all().all() # pixel boxes read
+    st = species_table(tiny)
+    rare = st.loc[st.index > 0, 'train_images'].idxmin() # fewest training images at the cameras
+    per_class = inat.labels.category_id.value_counts()
+    assert per_class.get(rare, 0) >= 4 # the supplement fills the gap: SupplementConfig().inat_images[0] photos at least
+    assert 50 in per_class and 50 not in st.index # the margay: close-ups only, no camera sees it
+    assert set(per_class.index) == set(st.index[st.index > 0]) | {50}
+
+def test_sample_is_current_needs_the_supplements(tiny, tmp_path):
+    assert sample_is_current(tiny, seed=3, **TINY)
+    assert not sample_is_current(tiny, seed=3, supplements=SupplementConfig(withhold=False), **TINY)
+    old = tmp_path/'old'; shutil.copytree(tiny, old)
+    (old/SAMPLE_FILES['supplements']).unlink() # as a folder made before the supplements existed
+    assert not sample_is_current(old, seed=3, **TINY)
+    make_sample(old, seed=3, supplements=SupplementConfig(inat_extra=()), **TINY) # rewriting drops stale close-ups
+    assert not list((old/INAT_DIR).rglob('*wiedii*/*.jpg'))
+    assert {p.relative_to(old).as_posix() for p in (old/INAT_DIR).rglob('*.jpg')} == {f'{INAT_DIR}/{i["file_name"]}' for i in load(old, 'inat')['images']}
+
+def test_bad_supplement_config_is_refused():
+    with pytest.raises(ValueError, match='unknown or no sites'): SupplementConfig(sites=('ATL',))
+    with pytest.raises(ValueError, match='inat_extra'): SupplementConfig(inat_extra=('dragon',))
+    with pytest.raises(ValueError, match='inat_fill'): SupplementConfig(inat_fill=(.5, 1.5))
 
 def test_scenes_stands_alone():
     "scenes is imported by sample, never the reverse (no cycle), and stays light: no pandas, torch or fastai."

@@ -1,13 +1,13 @@
 """Taxonomy stage: one hand-worked case per SpeciesNet rule (rollup levels and their strict threshold, top-5 only,
-blank/human/vehicle, geofence allow/block with admin1, blocked species rolled up), geofence and taxonomy files, and the
-offline country lookup. The numbers in each test are worked out by hand from speciesnet/geofence_utils.py and
+blank/human/vehicle, geofence allow/block with admin1, blocked species rolled up), geofence and taxonomy files, the
+offline country lookup and iWildCam's gps_locations.json, tried on the embedded sample's files too. The numbers in each test are worked out by hand from speciesnet/geofence_utils.py and
 speciesnet/ensemble_prediction_combiner.py (google/cameratrapai, commit 6520b83)."""
 import json, subprocess, sys
 import numpy as np, pandas as pd
 import pytest
 from iwildcam_nb.core import InputError
 from iwildcam_nb.taxonomy import (SPECIESNET, SpeciesNetRules, ancestor_key, check_taxonomy, from_speciesnet_labels,
-                                  geofence_from_training, is_blocked, locate, read_geofence, read_taxonomy, roll_up, speciesnet_decide,
+                                  geofence_from_training, is_blocked, load_gps_locations, locate, read_geofence, read_taxonomy, roll_up, speciesnet_decide,
                                   taxon_keys, taxon_nodes, to_speciesnet_labels, write_geofence)
 
 ROWS = [(0, 'empty', '', '', '', '', '', ''),
@@ -267,6 +267,59 @@ def test_locate_countries_offline():
     assert locate(locs.assign(country=['MEX', None, None, None, None])).loc[1, ['country', 'admin1']].tolist() == ['MEX', None]
     with pytest.raises(InputError, match='off the globe'): locate(locs.assign(longitude=[200, 0, 0, 0, 0]))
     with pytest.raises(InputError, match='locations: latitude: required column is missing'): locate(locs.drop(columns='latitude'))
+
+# ---------------------------------------------------------------- gps_locations.json, and the sample's places and taxonomy
+
+def test_gps_file(tmp_path):
+    fn = tmp_path/'gps_locations.json'
+    fn.write_text(json.dumps({'181': {'latitude': 12.733811, 'longitude': -85.387926}, '7': {'latitude': -7, 'longitude': 34.6, 'x': 1}}))
+    g = load_gps_locations(fn)
+    assert g.columns.tolist() == ['location', 'latitude', 'longitude'] and g.location.tolist() == ['181', '7']
+    assert g.latitude.tolist() == [12.733811, -7.0] and g.latitude.dtype == float
+    fn.write_text('{}')
+    assert load_gps_locations(fn).empty
+
+@pytest.mark.parametrize('text,field', [
+    ('{"5": {"latitude": 1', 'line 1'), # not JSON
+    ('[{"latitude": 1, "longitude": 2}]', '-'), # a list, not keyed by location
+    ('{"5": [1, 2]}', '5'),
+    ('{"5": {"lat": 1, "longitude": 2}}', '5.latitude'),
+    ('{"5": {"latitude": 1}}', '5.longitude'),
+    ('{"5": {"latitude": "1.5", "longitude": 2}}', '5.latitude'), # a string
+    ('{"5": {"latitude": null, "longitude": 2}}', '5.latitude'),
+    ('{"5": {"latitude": 1, "longitude": false}}', '5.longitude'),
+    ('{"5": {"latitude": -90.5, "longitude": 2}}', '5.latitude'),
+    ('{"5": {"latitude": 1, "longitude": 181}}', '5.longitude')])
+def test_malformed_gps_file_is_an_input_error(tmp_path, text, field):
+    fn = tmp_path/'gps_locations.json'; fn.write_text(text)
+    with pytest.raises(InputError) as e: load_gps_locations(fn)
+    assert e.value.path == str(fn) and e.value.field.startswith(field)
+
+@pytest.fixture(scope='module')
+def sample(tmp_path_factory):
+    "The default sample's six cameras (seed 0), with small, few frames."
+    from iwildcam_nb.sample import make_sample
+    return make_sample(tmp_path_factory.mktemp('sample')/'s', seed=0, width=64, height=48, seqs_per_location=1)
+
+def test_sample_cameras_locate_to_their_countries_and_one_country_is_withheld(sample):
+    pytest.importorskip('reverse_geocoder'); pytest.importorskip('pycountry')
+    from iwildcam_nb.data import load_coco
+    from iwildcam_nb.sample import SAMPLE_FILES
+    truth = pd.read_csv(sample/SAMPLE_FILES['places'], dtype={'location': str})
+    cams = set(pd.concat([load_coco(sample/SAMPLE_FILES[k]).images.location for k in ('train', 'test')]))
+    gps = locate(load_gps_locations(sample/SAMPLE_FILES['gps']))
+    assert cams - set(gps.location) == set(truth[truth.withheld].location) != set() # the withheld cameras: no coordinates
+    assert truth[truth.withheld].country.nunique() == 1 and set(truth[truth.withheld].split) == {'train', 'test'}
+    listed = truth[~truth.withheld].set_index('location').country
+    assert gps.set_index('location').country.to_dict() == listed.to_dict() and listed.nunique() >= 2
+
+def test_sample_taxonomy_rolls_two_species_up_to_their_genus(sample):
+    from iwildcam_nb.sample import SAMPLE_FILES
+    tax = read_taxonomy(sample/SAMPLE_FILES['taxonomy'])
+    assert tax.groupby('genus').size()['leopardus'] == 2
+    p = pd.DataFrame([dict.fromkeys(tax.category_id, 0.) | {10: .45, 50: .35, 374: .2}], index=['photo'])
+    r = roll_up(p, tax).iloc[0]
+    assert (r['name'], r.source) == ('leopardus', 'classifier+rollup_to_genus') and r.score == pytest.approx(.8)
 
 def test_import_stays_light():
     "Importing the stage pulls in neither torch/fastai nor the geocoder (loaded only when `locate` runs)."
