@@ -12,9 +12,11 @@ load from other processes hits them alike): `decide_sequences` for each --vote r
 `seq_pred_labels`), and `write_submission` of both. The pipeline total is the first vote + the first rule +
 submissions + writes; its CPU time is also shown. Prints a table of seconds per stage and scale with
 t(2x)/t(1x) and t(4x)/t(1x) (linear: about 2 and 4), and a verdict against the goal (< 10 s at scale 1). Holding
-the 1x, 2x and 4x sets at once takes about 6-7 GB.
+the 1x, 2x and 4x sets at once takes about 6-7 GB; 'peak GB over inputs' is what the stages add on top of their
+input tables (resident memory sampled every 5 ms during a round, minus that before it). For memory at one scale
+alone run e.g. `--scales 4`; benchmarks/bench_scale.py streams 10M photos through the same stages in chunks.
 """
-import argparse, os, resource, tempfile, time
+import argparse, os, resource, tempfile, threading, time
 from pathlib import Path
 import numpy as np, pandas as pd
 
@@ -146,6 +148,18 @@ def make_set(scale:float, seed:int=0)->dict:
     return dict(images=im.drop(columns='_seq'), categories=cats, probs=probs, preds=preds, dets=dets, crops=crops, crop_probs=crop_probs)
 
 # ---------------------------------------------------------------- timed stages
+def rss_gb()->float:
+    "Resident memory of this process now, in GB (Linux /proc)."
+    with open('/proc/self/statm') as f: return int(f.read().split()[1])*os.sysconf('SC_PAGE_SIZE')/2**30
+
+class PeakRSS:
+    "Sample the resident memory every `every` seconds in a thread; `.peak` is the largest seen (GB)."
+    def __init__(self, every:float=.005): self.every, self.peak, self._stop = every, rss_gb(), threading.Event()
+    def _run(self):
+        while not self._stop.wait(self.every): self.peak = max(self.peak, rss_gb())
+    def __enter__(self): self._t = threading.Thread(target=self._run, daemon=True); self._t.start(); return self
+    def __exit__(self, *a): self._stop.set(); self._t.join(); self.peak = max(self.peak, rss_gb())
+
 def timed(fn)->tuple:
     "(wall seconds, CPU seconds of this process, result) of one call of `fn`."
     w, c = time.perf_counter(), time.process_time()
@@ -154,7 +168,8 @@ def timed(fn)->tuple:
 
 def run_stages(d:dict, votes:list, rules:list, out:Path)->tuple:
     "One round: ({stage: (wall s, CPU s)}, seq_preds of the pipeline: first vote, first rule) on set `d`."
-    from iwildcam_nb.sequences import VoteConfig, CountConfig, decide_sequences, count_sequences
+    from iwildcam_nb.sequences import VoteConfig, decide_sequences
+    from iwildcam_nb.counts import CountConfig, count_sequences
     from iwildcam_nb.metrics import sequences_to_submit, submission_2021, submission_2020, seq_pred_labels, write_submission
     from iwildcam_nb.vocab import class_vocab
     t, seq, sp = {}, {}, {}
@@ -194,7 +209,7 @@ def print_table(res:dict, scales:list):
     head = f'{"stage":<22}' + ''.join(f'{f"{s:g}x (s)":>10}' for s in scales) + ''.join(f'{f"{s:g}x/{s0:g}x":>10}' for s in scales[1:])
     print(head); print('-'*len(head))
     for r in rows:
-        if r == 'total': print('-'*len(head))
+        if r in ('total', 'peak GB over inputs'): print('-'*len(head))
         print(f'{r:<22}' + ''.join(f'{res[s][r]:10.2f}' for s in scales) + ''.join(f'{res[s][r]/max(res[s0][r], 1e-9):10.2f}' for s in scales[1:]))
 
 def growth_line(res:dict, scales:list, key:str='total')->str:
@@ -219,7 +234,8 @@ def parse_args():
     p.add_argument('--goal', type=float, default=10.0, help='seconds allowed for the pipeline at scale 1')
     p.add_argument('--seed', type=int, default=0)
     a = p.parse_args()
-    from iwildcam_nb.sequences import COUNT_RULES, VOTE_RULES, CountConfig
+    from iwildcam_nb.sequences import VOTE_RULES
+    from iwildcam_nb.counts import COUNT_RULES, CountConfig
     a.scales = [float(s) for s in a.scales.split(',')]
     first = CountConfig().rule # 'all': the default rule first, so that the pipeline is the default one
     a.rules = [first, *(r for r in COUNT_RULES if r != first)] if a.rule == 'all' else a.rule.split(',')
@@ -241,10 +257,12 @@ def generate(scales:list, fraction:float, seed:int)->dict:
 
 def bench(sets:dict, a)->dict:
     "Best wall seconds per stage and scale over `a.repeat` rounds; in each round every scale runs once, in turn; totals added."
-    best = {s: {} for s in sets}
+    best, extra = {s: {} for s in sets}, {s: 0. for s in sets}
     for i in range(a.repeat):
         for s, d in sets.items():
-            with tempfile.TemporaryDirectory() as out: t, sp = run_stages(d, a.votes, a.rules, Path(out))
+            base = rss_gb() # the sets themselves: what the stages add comes on top
+            with tempfile.TemporaryDirectory() as out, PeakRSS() as pk: t, sp = run_stages(d, a.votes, a.rules, Path(out))
+            extra[s] = max(extra[s], pk.peak - base)
             if i == 0: check_output(sp, d)
             for k, (w, c) in t.items(): best[s][k] = min(best[s].get(k, (w, c)), (w, c))
             print(f'round {i + 1}, {s:g}x: pipeline {totals({k: w for k, (w, c) in t.items()}, a.votes, a.rules)[0]:.2f} s; {load()}', flush=True)
@@ -252,7 +270,7 @@ def bench(sets:dict, a)->dict:
     for s, b in best.items():
         w, c = {k: v[0] for k, v in b.items()}, {k: v[1] for k, v in b.items()}
         res[s] = {**w, 'total': totals(w, a.votes, a.rules)[0], 'total, slowest rules': totals(w, a.votes, a.rules)[1],
-                  'total, CPU s': totals(c, a.votes, a.rules)[0]}
+                  'total, CPU s': totals(c, a.votes, a.rules)[0], 'peak GB over inputs': extra[s]}
     return res
 
 def main():

@@ -7,7 +7,9 @@ image), then times `load_coco`, `load_megadetector` and `rebuild_sequences` and 
 import argparse, json, tempfile, time, uuid
 from pathlib import Path
 import numpy as np
-from iwildcam_nb.data import load_coco, load_megadetector, rebuild_sequences, sequence_agreement
+from iwildcam_nb.data import load_coco
+from iwildcam_nb.megadetector import load_megadetector
+from iwildcam_nb.cameras import rebuild_sequences, sequence_agreement
 
 def make_images(n_images:int, n_seqs:int, rng)->list:
     "iWildCam 2021 `images` records: sequences of 1-10 frames, 1 s apart, at random cameras and times."

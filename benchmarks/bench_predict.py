@@ -34,8 +34,9 @@ def fake_megadetector(files:list, path:Path, boxes:int, seed:int=0)->Path:
 def train_models(tmp:Path, arch:str)->Path:
     "Both quick-recipe models, one epoch on the embedded data set."
     from iwildcam_nb.sample import make_sample, read_sample, SAMPLE_FILES
-    from iwildcam_nb.data import load_megadetector
-    from iwildcam_nb.preprocess import resize_images, make_crops
+    from iwildcam_nb.megadetector import load_megadetector
+    from iwildcam_nb.preprocess import resize_images
+    from iwildcam_nb.crops import make_crops
     from iwildcam_nb.models import QUICK, train
     data = make_sample(tmp/'data', seed=0, seqs_per_location=4)
     s = read_sample(data)
@@ -74,7 +75,7 @@ def main():
     mdr, t = timed(lambda: infer.read_megadetector(md, images=images, unmatched='drop')); rows.append(('MegaDetector file', t))
     (crops, fails), t = timed(lambda: infer.cache_pictures(images, photos, mdr.detections, out/'cache', cfg, False)); rows.append(('resize and crop', t))
     full_it, crop_it = infer.prediction_items(images, crops, out/'cache', cfg)
-    key = dict(models=infer.models_key(models), photos=infer.ids_digest(images.image_id))
+    key = infer.checkpoint_key(models, images, cfg)
     secs = {}
     for n in (a.large, a.small):
         c = infer.InferConfig(checkpoint_every=n)
@@ -83,8 +84,9 @@ def main():
     rows.append((f'predict with TTA, checkpoints of {a.small}', secs[a.small]))
     cats = infer.model_categories(learners['full'].meta)
     def answers():
-        res = infer.answer(images, mdr.detections, probs, crops, cats, cfg)
-        return infer.write_answers(out, images, mdr.detections, probs, crops, res, cats, fails)
+        from iwildcam_nb.pipeline import answer_sequences, write_answers
+        res = answer_sequences(images, mdr.detections, probs['full'], probs['crop'], crops, cats, cfg.ensemble, cfg.vote, cfg.count)
+        return write_answers(out, images, mdr.detections, res, probs['crop'], cats, fails)
     _, t = timed(answers); rows.append(('answers and every output file', t))
     n = len(images)
     print(f'\n{n} photos ({images.width.iloc[0]}x{images.height.iloc[0]}), {len(crops)} crops, {a.arch} at 64 px, '

@@ -103,7 +103,7 @@ def bench_resize(files, src, a, ref):
 def bench_crops(files, src, a):
     "Time and check `make_crops` on three made-up boxes per frame."
     import numpy as np
-    from iwildcam_nb.preprocess import make_crops
+    from iwildcam_nb.crops import make_crops
     n, dets = len(files), fake_dets(files, np.random.default_rng(0))
     r, _ = best_rates({'1 core': lambda d: make_crops(dets, src, d, size=128, n_workers=0, show_progress=False),
                        'all cores': lambda d: make_crops(dets, src, d, size=128, show_progress=False)}, n, a.repeat,

@@ -73,15 +73,15 @@ def recipe(method, arch, size):
             'old_quick': get_recipe('full', r, size=64, strategy='finetune', head_hidden=512)}[method]
 
 def run_package(method, arch, size, folder, tr, te, categories, work:Path):
-    "Train with `models.train` and predict with `predict.predict`; (test probabilities, train s, predict s, fit_info)."
+    "Train with `models.train` and predict with `predict.model_probs`; (test probabilities, train s, predict s, fit_info)."
     from iwildcam_nb.models import train
-    from iwildcam_nb.predict import predict
+    from iwildcam_nb.predict import model_probs
     from iwildcam_nb.core import read_json
     images, labels = tables(tr)
     t0 = time.perf_counter()
     path = train('full', images, labels, categories, folder, work, recipe(method, arch, size), show_progress=False)
     t1 = time.perf_counter()
-    probs = predict(path, folder, images=tables(te)[0], tta=False, show_progress=False)
+    probs = model_probs(path, folder, images=tables(te)[0], tta=False, show_progress=False)
     t2 = time.perf_counter()
     info = read_json(path.with_suffix('.json'))
     return probs.loc[tables(te)[0].image_id].to_numpy(), t1 - t0, t2 - t1, info

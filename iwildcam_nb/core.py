@@ -13,17 +13,17 @@ from typing import Callable
 # %% auto #0
 __all__ = ['log', 'DETECTOR_CONF', 'MAX_JSON_MB', 'LOCK_FILE', 'on_terminal', 'InputError', 'read_json', 'require',
            'require_columns', 'require_file', 'atomic_path', 'write_json', 'write_csv', 'posix_rel', 'safe_joiner',
-           'safe_join', 'lock_holder', 'folder_lock']
+           'safe_join', 'folder_lock']
 
 # %% ../nbs/00_core.ipynb #43d4f690
 log = logging.getLogger('iwildcam_nb')
 
 # %% ../nbs/00_core.ipynb #0f6b47b8
-DETECTOR_CONF = 0.3 # MegaDetector confidence from which a box is trusted: cropped, trained on, classified, ensembled, counted
+DETECTOR_CONF = 0.3 # MegaDetector confidence from which a box is trusted, in every stage
 
 # %% ../nbs/00_core.ipynb #6aee7da3
 def on_terminal()->bool:
-    "Is standard output a terminal? Progress bars show by default only there, not in logs or notebooks' captured output."
+    "Is standard output a terminal, where progress bars show by default?"
     return bool(getattr(sys.stdout, 'isatty', None) and sys.stdout.isatty())
 
 # %% ../nbs/00_core.ipynb #84eca77a
@@ -37,21 +37,23 @@ class InputError(ValueError):
         super().__init__(f"{path}: {field}: {reason}")
 
 # %% ../nbs/00_core.ipynb #89be1026
-MAX_JSON_MB = 4096 # JSON files larger than this are refused before parsing (`--max_json_mb`); parsing takes about 10x the file in memory
+MAX_JSON_MB = 4096 # larger JSON files are refused before parsing (option `--max_json_mb`)
 
-def read_json(path,
+def read_json(path, # a JSON file
               max_mb:float|None=None, # refuse a larger file; None = `MAX_JSON_MB`
              )->dict|list:
-    "Parse the JSON file at `path`; a missing, unreadable, too large or malformed file becomes an `InputError`."
+    "Parse JSON file `path`, raising an `InputError` for a missing, unreadable, too large or malformed file."
     path, limit = Path(path), MAX_JSON_MB if max_mb is None else max_mb
     with suppress(OSError):
         if path.is_file() and (mb := path.stat().st_size / 2**20) > limit:
-            raise InputError(path, '-', f'{mb:,.0f} MB is over the limit of {limit:,.0f} MB for a JSON file (option --max_json_mb)')
+            raise InputError(path, '-', f'{mb:,.0f} MB is over the limit of {limit:,.0f} MB for a JSON file '
+                                        '(option --max_json_mb)')
     try: text = path.read_text(encoding='utf-8-sig') # -sig: Windows tools often start files with a BOM
     except FileNotFoundError: raise InputError(path, '-', 'file not found') from None
     except IsADirectoryError: raise InputError(path, '-', 'is a folder, expected a JSON file') from None
     except PermissionError: raise InputError(path, '-', 'permission denied') from None
-    except UnicodeDecodeError as e: raise InputError(path, f'byte {e.start}', 'not UTF-8 text (JSON files must be UTF-8)') from None
+    except UnicodeDecodeError as e:
+        raise InputError(path, f'byte {e.start}', 'not UTF-8 text (JSON files must be UTF-8)') from None
     try: return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(path, f'line {e.lineno} column {e.colno}', f'malformed JSON ({e.msg})') from None
@@ -64,7 +66,8 @@ def require(rec:dict, # one record (image, annotation, detection...)
             where:str, # where the record sits, e.g. `images[3]`
            ):
     "`rec[key]`, or an `InputError` naming `path` and `where.key` when it is missing."
-    if not isinstance(rec, dict): raise InputError(path, where, f'expected an object, got {type(rec).__name__}')
+    if not isinstance(rec, dict):
+        raise InputError(path, where, f'expected an object, got {type(rec).__name__}')
     try: return rec[key]
     except KeyError: raise InputError(path, f'{where}.{key}', 'required field is missing') from None
 
@@ -74,9 +77,11 @@ def require_columns(df, # a table
                     source, # where it came from, for the message: a file, or a name like 'detections'
                    ):
     "`df`, or an `InputError` naming `source` and the first of `cols` it lacks."
-    if missing := [c for c in cols if c not in df.columns]: raise InputError(source, missing[0], 'required column is missing')
+    if missing := [c for c in cols if c not in df.columns]:
+        raise InputError(source, missing[0], 'required column is missing')
     return df
 
+# %% ../nbs/00_core.ipynb #724b7b0d
 def require_file(path, # a file the stage reads
                  what:str='file', # what it is, for the message
                  hint:str='', # what to do when it is missing
@@ -89,32 +94,41 @@ def require_file(path, # a file the stage reads
 # %% ../nbs/00_core.ipynb #be3f57db
 def _umask()->int:
     "The process umask (reading it means setting it, so set it straight back)."
-    m = os.umask(0o022); os.umask(m)
+    m = os.umask(0o022)
+    os.umask(m)
     return m
 
 @contextmanager
 def atomic_path(dest):
-    "Yield a temporary path beside `dest`; on success it is renamed onto `dest`, on error removed."
+    "Yield a temporary path beside `dest`, renamed onto `dest` on success and removed on error."
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd,tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.tmp')
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask()) # after the writer: mkstemp makes 0600, and writers that replace the file (safetensors) make 0600 too
+        os.chmod(tmp, 0o666 & ~_umask()) # after the writer: it may have replaced the file with a 0600 one
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 # %% ../nbs/00_core.ipynb #e31d0b51
-def write_json(obj, dest, indent:int|None=1):
+def write_json(obj, # anything `json.dumps` takes; other objects (paths, timestamps) are written as text
+               dest, # file to write
+               indent:int|None=1, # as for `json.dumps`
+              )->Path:
     "Write `obj` as JSON to `dest` atomically."
     with atomic_path(dest) as p: p.write_text(json.dumps(obj, indent=indent, default=str), encoding='utf-8')
     return Path(dest)
 
-def write_csv(df, dest, index:bool=False, **kwargs):
-    "Write DataFrame `df` as CSV to `dest` atomically; `kwargs` go to `DataFrame.to_csv` (e.g. `float_format`)."
+# %% ../nbs/00_core.ipynb #f5a74023
+def write_csv(df, # a DataFrame
+              dest, # file to write
+              index:bool=False, # write the index as the first column
+              **kwargs, # more options of `DataFrame.to_csv`, such as `float_format`
+             )->Path:
+    "Write DataFrame `df` as CSV to `dest` atomically."
     with atomic_path(dest) as p: df.to_csv(p, index=index, **kwargs)
     return Path(dest)
 
@@ -132,15 +146,18 @@ def safe_joiner(root, # output folder
     top, ok = root.resolve(), set()
     def join(rel:str)->Path:
         p = Path(posix_rel(rel))
-        if p.is_absolute() or p.drive: raise InputError(rel, 'file_name', f'absolute path would be written outside {root}')
+        if p.is_absolute() or p.drive:
+            raise InputError(rel, 'file_name', f'absolute path would be written outside {root}')
         out = root/p
-        d = out if '..' in p.parts else out.parent # `..` is resolved in full; otherwise the folder, for symlinks
+        d = out if '..' in p.parts else out.parent # `..`: resolve it all; else the folder, for symlinks
         if d not in ok:
-            if not d.resolve().is_relative_to(top): raise InputError(rel, 'file_name', f'path climbs out of {root} with ".."')
+            if not d.resolve().is_relative_to(top):
+                raise InputError(rel, 'file_name', f'path climbs out of {root} with ".."')
             if d is not out: ok.add(d)
         return out
     return join
 
+# %% ../nbs/00_core.ipynb #81b85204
 def safe_join(root, # output folder
               rel:str, # relative path, often a `file_name` from somebody else's JSON
              )->Path:
@@ -151,8 +168,8 @@ def safe_join(root, # output folder
 LOCK_FILE = '.iwildcam-nb.lock' # in an output folder: held by the run working in it, and names that run
 _held:dict = {} # resolved folder -> [FileLock, depth], the folders this process holds
 
-def lock_holder(out)->dict|None:
-    "Who holds output folder `out`, or last held it without releasing it: pid, host, command, started (None: nobody named)."
+def _lock_holder(out)->dict|None:
+    "Who holds folder `out`, or held it and never let go: pid, host, command, started (None: nobody named)."
     try: return json.loads((Path(out)/LOCK_FILE).read_text() or 'null')
     except (OSError, ValueError): return None
 
@@ -163,30 +180,38 @@ def _holder_text(h:dict|None)->str:
 
 def _name_holder(path:Path, command:str|None):
     "Write this process into the held lock file, in place (a rename would replace the locked file)."
-    h = dict(pid=os.getpid(), host=socket.gethostname(), command=command or ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    h = dict(pid=os.getpid(), host=socket.gethostname(),
+             command=command or ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
              started=datetime.now().isoformat(timespec='seconds'))
-    with open(path, 'r+', encoding='utf-8') as f: f.truncate(); f.write(json.dumps(h)); f.flush()
+    with open(path, 'r+', encoding='utf-8') as f:
+        f.truncate()
+        f.write(json.dumps(h))
+        f.flush()
 
 # %% ../nbs/00_core.ipynb #6f20e705
 def _acquire(out:Path):
-    "Take the OS lock of `out` (not waiting); a refusal names the holder."
+    "Take the OS lock of `out` without waiting, refusing with the name of its holder."
     from filelock import FileLock, Timeout
     lock = FileLock(str(out/LOCK_FILE), timeout=0)
     try: lock.acquire()
-    except Timeout: raise InputError(out, LOCK_FILE, f'in use by {_holder_text(lock_holder(out))}: wait for it to finish, or use another output folder') from None
+    except Timeout:
+        raise InputError(out, LOCK_FILE, f'in use by {_holder_text(_lock_holder(out))}: '
+                                         'wait for it to finish, or use another output folder') from None
     return lock
 
 @contextmanager
 def folder_lock(out, # output folder (created)
                 command:str|None=None, # what to name as the holder; None: this process's command line
                ):
-    "Hold output folder `out` while the block runs: another process trying is refused with an `InputError` naming this one."
-    out = Path(out); created = not out.exists()
+    "Hold output folder `out` while the block runs, refusing other processes with a message naming this one."
+    out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     key = out.resolve()
     if key not in _held:
         lock = _acquire(out)
-        if (old := lock_holder(out)): log.warning(f'{out}: taking over from {_holder_text(old)}, which ended without releasing it')
+        if (old := _lock_holder(out)):
+            log.warning(f'{out}: taking over from {_holder_text(old)}, which ended without releasing it')
         _name_holder(out/LOCK_FILE, command)
         _held[key] = [lock, 0]
     _held[key][1] += 1
@@ -200,7 +225,9 @@ def folder_lock(out, # output folder (created)
             if created: _drop_if_unused(out)
 
 def _drop_if_unused(out:Path):
-    "Remove folder `out` if it holds nothing but its lock file: a run that stopped before writing leaves no folder."
+    "Remove folder `out` if it holds only its lock file: a run that stopped before writing leaves no folder."
     if [p.name for p in out.iterdir()] != [LOCK_FILE]: return
-    try: (out/LOCK_FILE).unlink(); out.rmdir()
+    try:
+        (out/LOCK_FILE).unlink()
+        out.rmdir()
     except OSError: pass

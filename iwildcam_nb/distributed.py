@@ -22,9 +22,11 @@ class AnyBackendDL(DistributedDL):
         dist.broadcast(t, rank)
         return t.cpu().tolist()
 
+# %% ../nbs/03a_distributed.ipynb #8c5b0f27
 class AnyBackendTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` that shards every data loader with `AnyBackendDL`."
-    def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else AnyBackendDL(dl, device=self.learn.model.device)
+    def _wrap_dl(self, dl):
+        return dl if isinstance(dl, DistributedDL) else AnyBackendDL(dl, device=self.learn.model.device)
 
 # %% ../nbs/03a_distributed.ipynb #03689ba0
 def is_main_process()->bool:
@@ -34,10 +36,12 @@ def is_main_process()->bool:
 # %% ../nbs/03a_distributed.ipynb #89e302ec
 @contextmanager
 def data_parallel(learn:Learner, # learner whose `fit` calls run inside the block
-                  sync_bn:bool|None=None, # synchronize BatchNorm statistics across processes; None = only on GPUs (no CPU kernel)
+                  sync_bn:bool|None=None, # sync BatchNorm statistics across processes; None = only on GPUs
                  ):
-    "Train `learn` data-parallel when started by `torchrun`/`accelerate launch`; a no-op in a single process."
-    if num_distrib() <= 1: yield learn; return
+    "Train `learn` data-parallel when started by `torchrun` or `accelerate launch`, else change nothing."
+    if num_distrib() <= 1:
+        yield learn
+        return
     cuda = torch.cuda.is_available()
     cb = AnyBackendTrainer(sync_bn=cuda if sync_bn is None else sync_bn, cpu=not cuda)
     learn.add_cb(cb)

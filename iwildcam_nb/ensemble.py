@@ -12,28 +12,32 @@ from .vocab import check_probs, write_probs, column_ids
 
 # %% auto #0
 __all__ = ['NO_CROP_RULES', 'CROP_RULES', 'EnsembleConfig', 'check_crops', 'crop_image_probs', 'ensemble_probs', 'label_images',
-           'ensemble_files', 'simulate_probs', 'box_iou', 'box_truth']
+           'ensemble_files']
 
 # %% ../nbs/06_ensemble.ipynb #1d2b435b
 NO_CROP_RULES = ('full', 'empty') # what an image without a trusted crop gets
-CROP_RULES = ('max_conf', 'conf_mean')
+CROP_RULES = ('max_conf', 'conf_mean') # how the crops of one image are combined
 
 @dataclass
 class EnsembleConfig:
     "How the full-image and crop models' probabilities are combined per image."
-    w_full:float=0.3 # weight of the full-image model on images that have a trusted crop
-    w_crop:float=0.7 # weight of the crop model there; the two weights must sum to 1
-    crop_rule:str='max_conf' # several crops in one image: 'max_conf' (the crop of the most confident box) or 'conf_mean' (detector-confidence-weighted mean)
-    crop_conf:float=DETECTOR_CONF # crops of boxes below this detector confidence are ignored; an image with none left uses the full model alone
+    w_full:float=0.3 # weight of the full-image model on images with a trusted crop
+    w_crop:float=0.7 # weight of the crop model there; the two weights sum to 1
+    crop_rule:str='max_conf' # several crops in one image: one of `CROP_RULES`
+    crop_conf:float=DETECTOR_CONF # crops of boxes below this detector confidence are ignored
     tol:float=1e-3 # allowed distance of each probability row sum from 1
-    no_crop:str='full' # images without a trusted crop: 'full' (the full model alone, as the seed) or 'empty' (empty unless the full model is sure)
-    sure:float=0.8 # with no_crop='empty': an image keeps the full model's answer when its best non-empty class reaches this
+    no_crop:str='full' # images without a trusted crop: one of `NO_CROP_RULES`
+    sure:float=0.8 # no_crop='empty': the full model's answer stands if its best non-empty class reaches this
     def __post_init__(self):
-        if self.no_crop not in NO_CROP_RULES: raise InputError('EnsembleConfig', 'no_crop', f'{self.no_crop!r} is not one of {NO_CROP_RULES}')
-        if self.crop_rule not in CROP_RULES: raise InputError('EnsembleConfig', 'crop_rule', f'{self.crop_rule!r} is not one of {CROP_RULES}')
+        if self.no_crop not in NO_CROP_RULES:
+            raise InputError('EnsembleConfig', 'no_crop', f'{self.no_crop!r} is not one of {NO_CROP_RULES}')
+        if self.crop_rule not in CROP_RULES:
+            raise InputError('EnsembleConfig', 'crop_rule', f'{self.crop_rule!r} is not one of {CROP_RULES}')
         if min(self.w_full, self.w_crop) < 0 or abs(self.w_full + self.w_crop - 1) > 1e-6:
-            raise InputError('EnsembleConfig', 'w_full, w_crop', f'weights must be >= 0 and sum to 1, got {self.w_full} + {self.w_crop}')
-        if not 0 <= self.crop_conf <= 1: raise InputError('EnsembleConfig', 'crop_conf', f'must be in 0..1, got {self.crop_conf}')
+            raise InputError('EnsembleConfig', 'w_full, w_crop',
+                             f'weights must be >= 0 and sum to 1, got {self.w_full} + {self.w_crop}')
+        if not 0 <= self.crop_conf <= 1:
+            raise InputError('EnsembleConfig', 'crop_conf', f'must be in 0..1, got {self.crop_conf}')
 
 # %% ../nbs/06_ensemble.ipynb #45f73978
 def _first_unknown(keys:pd.Series, # values to look up, indexed by the row names to report
@@ -44,9 +48,11 @@ def _first_unknown(keys:pd.Series, # values to look up, indexed by the row names
     "Raise an `InputError` naming the first row of `keys` whose value is not in `known`."
     bad = ~pd.Index(keys.to_numpy()).isin(pd.Index(known))
     if bad.any():
-        i = int(np.flatnonzero(bad)[0]); k = keys.iloc[i]
+        i = int(np.flatnonzero(bad)[0])
+        k = keys.iloc[i]
         k = k.item() if isinstance(k, np.generic) else k
-        raise InputError(source, f'row {keys.index[i]!r}', f'{reason.format(key=k)} ({int(bad.sum())} rows in all)')
+        raise InputError(source, f'row {keys.index[i]!r}',
+                         f'{reason.format(key=k)} ({int(bad.sum())} rows in all)')
 
 def _unique_index(df:pd.DataFrame, source:str):
     "Refuse a table whose index repeats a value."
@@ -57,13 +63,15 @@ def _unique_index(df:pd.DataFrame, source:str):
 def check_crops(crops:pd.DataFrame, # crops table: crop_id, image_id, conf (+ det_idx, box, path...)
                 source:str='crops', # name for error messages: the file the table came from
                )->pd.DataFrame: # the table indexed by crop_id
-    "The crops table indexed by `crop_id`, refusing missing columns, repeated crop ids and missing confidences."
-    if crops.index.name == 'crop_id' and 'crop_id' not in crops.columns: crops = crops.reset_index() # checked already
+    "The crops table indexed by `crop_id`, refusing missing columns, repeated ids and missing confidences."
+    if crops.index.name == 'crop_id' and 'crop_id' not in crops.columns:
+        crops = crops.reset_index() # checked already
     require_columns(crops, ('crop_id', 'image_id', 'conf'), source)
     c = crops.set_index('crop_id')
     _unique_index(c, source)
     conf = pd.to_numeric(c.conf, errors='coerce')
-    if conf.isna().any(): raise InputError(source, f'row {c.index[conf.isna()][0]!r}', 'conf is missing or not a number')
+    if conf.isna().any():
+        raise InputError(source, f'row {c.index[conf.isna()][0]!r}', 'conf is missing or not a number')
     return c.assign(conf=conf)
 
 # %% ../nbs/06_ensemble.ipynb #20ac51bb
@@ -76,13 +84,14 @@ def _max_conf(p:pd.DataFrame, c:pd.DataFrame)->pd.DataFrame:
 def _conf_mean(p:pd.DataFrame, c:pd.DataFrame)->pd.DataFrame:
     "Per image, the mean of its crops' probability rows weighted by detector confidence."
     w = np.maximum(c.conf.to_numpy(), 1e-6)[:, None]
-    s = pd.DataFrame(p.to_numpy()*w, index=pd.Index(c.image_id.to_numpy(), name='image_id'), columns=p.columns)
+    s = pd.DataFrame(p.to_numpy()*w, index=pd.Index(c.image_id.to_numpy(), name='image_id'),
+                     columns=p.columns)
     s = s.groupby(level=0, sort=False).sum()
     return s.div(s.sum(axis=1), axis=0).astype('float32')
 
 # %% ../nbs/06_ensemble.ipynb #bb0ac66b
 def crop_image_probs(crop:pd.DataFrame, # crop model probs indexed by crop_id, checked (`check_probs`)
-                     crops:pd.DataFrame, # crops table indexed by crop_id (`check_crops`), holding every crop of `crop`
+                     crops:pd.DataFrame, # crops table indexed by crop_id (`check_crops`), all of `crop`'s
                      cfg:EnsembleConfig|None=None, # crop rule and confidence cut
                     )->pd.DataFrame: # one row per image that has a crop at or above `cfg.crop_conf`
     "The crop model's probabilities per image: crops above the confidence cut, combined by `cfg.crop_rule`."
@@ -97,7 +106,8 @@ def _checked_full(full:pd.DataFrame, vocab:list, tol:float, images:pd.DataFrame|
     full = check_probs(full, vocab, 'full probs', tol)
     _unique_index(full, 'full probs')
     if images is not None:
-        _first_unknown(full.index.to_series(), images.image_id, 'full probs', 'image {key!r} is not in the images table')
+        _first_unknown(full.index.to_series(), images.image_id, 'full probs',
+                       'image {key!r} is not in the images table')
     return full
 
 def _checked_crops(crop:pd.DataFrame, crops:pd.DataFrame, full:pd.DataFrame, vocab:list, tol:float)->tuple:
@@ -105,18 +115,30 @@ def _checked_crops(crop:pd.DataFrame, crops:pd.DataFrame, full:pd.DataFrame, voc
     crop = check_probs(crop, vocab, 'crop probs', tol)
     _unique_index(crop, 'crop probs')
     crops = check_crops(crops)
-    _first_unknown(crop.index.to_series(), crops.index, 'crop probs', 'crop id {key!r} is not in the crops table')
-    _first_unknown(crops.image_id.loc[crop.index], full.index, 'crops', 'image {key!r} is unknown (no row in the full-model probs)')
+    _first_unknown(crop.index.to_series(), crops.index, 'crop probs',
+                   'crop id {key!r} is not in the crops table')
+    _first_unknown(crops.image_id.loc[crop.index], full.index, 'crops',
+                   'image {key!r} is unknown (no row in the full-model probs)')
     return crop, crops
 
 # %% ../nbs/06_ensemble.ipynb #0c5a80e6
+def _empty_without_crop(a:np.ndarray, has:np.ndarray, cols:list, sure:float, src:np.ndarray)->np.ndarray:
+    "In place: rows without a crop become certainly 'empty' unless their best non-empty class reaches `sure`."
+    if 0 not in cols: return src
+    e = cols.index(0)
+    best = np.delete(a, e, axis=1).max(1) if a.shape[1] > 1 else np.zeros(len(a))
+    to_empty = ~has & (best < sure)
+    a[to_empty] = 0
+    a[to_empty, e] = 1
+    return np.where(to_empty, 'no box: empty', src)
+
 def ensemble_probs(full:pd.DataFrame, # full-image model probs, indexed by image_id
                    crop:pd.DataFrame, # crop model probs, indexed by crop_id
                    crops:pd.DataFrame, # crops table: crop_id, image_id, conf, ...
                    vocab:list[int], # class vocabulary (see `iwildcam_nb.vocab.class_vocab`)
                    cfg:EnsembleConfig|None=None, # weights, crop rule, confidence cut
-                   images:pd.DataFrame|None=None, # images table; if given, every image of `full` must be in it
-                  )->tuple[pd.DataFrame, pd.Series]: # (probs per image_id, source per image_id: 'ensemble' or 'full only')
+                   images:pd.DataFrame|None=None, # images table; if given, it must hold every image of `full`
+                  )->tuple[pd.DataFrame, pd.Series]: # (probs, source) per image_id
     "`w_full * full + w_crop * crop` per image; the full model alone where no crop reaches `cfg.crop_conf`."
     cfg = cfg or EnsembleConfig()
     full = _checked_full(full, vocab, cfg.tol, images)
@@ -127,93 +149,47 @@ def ensemble_probs(full:pd.DataFrame, # full-image model probs, indexed by image
     a[has] = cfg.w_full*a[has] + cfg.w_crop*cp.loc[full.index[has]].to_numpy()
     src = np.where(has, 'ensemble', 'full only')
     if cfg.no_crop == 'empty': src = _empty_without_crop(a, has, list(full.columns), cfg.sure, src)
-    return pd.DataFrame(a, index=full.index.rename('image_id'), columns=full.columns), pd.Series(src, index=full.index, name='source')
-
-def _empty_without_crop(a:np.ndarray, has:np.ndarray, cols:list, sure:float, src:np.ndarray)->np.ndarray:
-    "In place: rows without a crop become certain 'empty' unless their best non-empty class reaches `sure`; the new sources."
-    if 0 not in cols: return src
-    e = cols.index(0)
-    best = np.delete(a, e, axis=1).max(1) if a.shape[1] > 1 else np.zeros(len(a))
-    to_empty = ~has & (best < sure)
-    a[to_empty] = 0; a[to_empty, e] = 1
-    return np.where(to_empty, 'no box: empty', src)
+    return (pd.DataFrame(a, index=full.index.rename('image_id'), columns=full.columns),
+            pd.Series(src, index=full.index, name='source'))
 
 # %% ../nbs/06_ensemble.ipynb #f4f897b6
 def label_images(probs:pd.DataFrame, # probs per image_id (e.g. `ensemble_probs`'s)
                  images:pd.DataFrame, # images table: image_id, seq_id, ...
-                 source:pd.Series|str='ensemble', # per-image source (as `ensemble_probs` returns) or one for all
+                 source:pd.Series|str='ensemble', # per-image source (`ensemble_probs`'s) or one for all
                 )->pd.DataFrame: # image_preds: image_id, seq_id, label, score, source
-    "One label per image: the most probable class, its probability, the image's sequence and where the decision came from."
+    "One label per image: the most probable class, its probability, the image's sequence and its source."
     p = check_probs(probs, column_ids(probs.columns, 'probs'), 'probs')
     _unique_index(p, 'probs')
     seq = images.set_index('image_id').seq_id
     _unique_index(seq.to_frame(), 'images')
     _first_unknown(p.index.to_series(), seq.index, 'probs', 'image {key!r} is not in the images table')
     s = seq.reindex(p.index)
-    if s.isna().any(): raise InputError('images', f'row {s.index[s.isna()][0]!r}', 'seq_id is missing: the image is in no sequence')
-    a = p.to_numpy(); k = a.argmax(1)
+    if s.isna().any():
+        raise InputError('images', f'row {s.index[s.isna()][0]!r}',
+                         'seq_id is missing: the image is in no sequence')
+    a = p.to_numpy()
+    k = a.argmax(1)
     src = source.reindex(p.index).fillna('full only').to_numpy() if isinstance(source, pd.Series) else source
-    return pd.DataFrame({'image_id': p.index.to_numpy(), 'seq_id': s.to_numpy(), 'label': np.asarray(p.columns, dtype=int)[k],
+    return pd.DataFrame({'image_id': p.index.to_numpy(), 'seq_id': s.to_numpy(),
+                         'label': np.asarray(p.columns, dtype=int)[k],
                          'score': a[np.arange(len(a)), k].astype(float), 'source': src})
 
 # %% ../nbs/06_ensemble.ipynb #f02a25e8
 def ensemble_files(full_csv, # full-model probs CSV (`iwildcam_nb.vocab.write_probs`)
                    crop_csv, # crop-model probs CSV, indexed by crop_id
-                   crops_csv, # crops table `crops.csv` (`iwildcam_nb.preprocess.make_crops`)
+                   crops_csv, # crops table `crops.csv` (`iwildcam_nb.crops.make_crops`)
                    images:pd.DataFrame, # images table
                    vocab:list[int], # class vocabulary
                    out_dir, # folder for `ensemble_probs.csv` and `image_preds.csv`
                    cfg:EnsembleConfig|None=None, # weights, crop rule, confidence cut
                   )->pd.DataFrame: # image_preds
-    "Read the two models' probs and the crops table, ensemble them, write `ensemble_probs.csv` and `image_preds.csv`."
+    "Ensemble the two models' probs CSVs, writing `ensemble_probs.csv` and `image_preds.csv`."
     from iwildcam_nb.vocab import read_probs
     crops_csv = require_file(crops_csv)
-    probs, src = ensemble_probs(read_probs(full_csv), read_probs(crop_csv), pd.read_csv(crops_csv, dtype={'crop_id': str, 'image_id': str}),
+    probs, src = ensemble_probs(read_probs(full_csv), read_probs(crop_csv),
+                                pd.read_csv(crops_csv, dtype={'crop_id': str, 'image_id': str}),
                                 vocab, cfg, images)
     write_probs(probs, Path(out_dir)/'ensemble_probs.csv')
     preds = label_images(probs, images, src)
     write_csv(preds, Path(out_dir)/'image_preds.csv')
     return preds
-
-# %% ../nbs/06_ensemble.ipynb #bee42e0c
-def simulate_probs(truth:pd.Series, # true category id, indexed by image_id or crop_id
-                   vocab:list[int], # class vocabulary: the columns
-                   acc:float=0.8, # share of rows whose most probable class is the true one
-                   conf_right:tuple=(0.5, 0.99), # range of the top probability of a right row (from 0.5 up, so that the named class stays on top)
-                   conf_wrong:tuple=(0.5, 0.8), # range of the top probability of a wrong row
-                   seed:int=0, # random seed
-                  )->pd.DataFrame: # SIMULATED probs table: rows sum to 1
-    "SIMULATED model output from true labels: noisy one-hot rows with accuracy about `acc` (for demos and tests, not a model)."
-    if min(conf_right[0], conf_wrong[0]) < .5: raise InputError('simulate_probs', 'conf_right, conf_wrong', 'ranges must start at 0.5 or above')
-    rng, K = np.random.default_rng(seed), len(vocab)
-    col = pd.Index(vocab).get_indexer(truth.to_numpy())
-    _first_unknown(truth[col < 0], [], 'truth', 'category {key!r} is not in the vocabulary')
-    right = rng.random(len(col)) < acc
-    pred = np.where(right, col, (col + rng.integers(1, K, len(col))) % K)
-    top = np.where(right, rng.uniform(*conf_right, len(col)), rng.uniform(*conf_wrong, len(col)))
-    p = rng.dirichlet(np.ones(K), len(col)); p[np.arange(len(col)), pred] = 0
-    p = p/p.sum(1, keepdims=True)*(1 - top)[:, None]; p[np.arange(len(col)), pred] = top
-    return pd.DataFrame(p.astype('float32'), index=truth.index, columns=list(vocab))
-
-# %% ../nbs/06_ensemble.ipynb #34d72814
-def box_iou(a:pd.DataFrame, # boxes x, y, w, h (normalized, top-left origin)
-            b:pd.DataFrame, # as many boxes, paired row by row with `a`
-           )->np.ndarray:
-    "Intersection over union of boxes paired row by row."
-    ax,ay,aw,ah = (a[k].to_numpy(float) for k in 'xywh'); bx,by,bw,bh = (b[k].to_numpy(float) for k in 'xywh')
-    iw = np.clip(np.minimum(ax+aw, bx+bw) - np.maximum(ax, bx), 0, None)
-    ih = np.clip(np.minimum(ay+ah, by+bh) - np.maximum(ay, by), 0, None)
-    inter = iw*ih
-    return inter/np.maximum(aw*ah + bw*bh - inter, 1e-12)
-
-def box_truth(dets:pd.DataFrame, # detections: image_id, det_idx, x, y, w, h
-              boxes:pd.DataFrame, # true boxes: image_id, category_id, x, y, w, h
-              min_iou:float=0.3, # a detection overlapping no true box this much is empty (0)
-             )->pd.Series: # category id per row of `dets` (same index)
-    "True category of each detection: that of the true box it overlaps best, or 0 when none overlaps `min_iou`."
-    d = dets[['image_id', 'x', 'y', 'w', 'h']].assign(_row=np.arange(len(dets)))
-    m = d.merge(boxes[['image_id', 'category_id', 'x', 'y', 'w', 'h']], on='image_id', suffixes=('', '_t'))
-    m['iou'] = box_iou(m, m[['x_t', 'y_t', 'w_t', 'h_t']].set_axis(list('xywh'), axis=1))
-    best = m[m.iou >= min_iou].sort_values('iou', ascending=False).drop_duplicates('_row')
-    out = np.zeros(len(dets), int); out[best._row.to_numpy()] = best.category_id.to_numpy()
-    return pd.Series(out, index=dets.index, name='category_id')

@@ -16,12 +16,13 @@ __all__ = ['STRATEGIES', 'feature_extractor', 'head_layers', 'extract_features',
 
 # %% ../nbs/03b_features.ipynb #db85d5c0
 def feature_extractor(learn):
-    "The part of a vision learner's model that turns pictures into the vectors its head reads: body and pooling."
+    "The part of a vision learner's model that turns pictures into the vectors its head reads."
     from torch import nn
     return nn.Sequential(learn.model[0], *learn.model[1][:2])
 
+# %% ../nbs/03b_features.ipynb #eaa0a373
 def head_layers(learn):
-    "The trainable part of the head after its pooling: it reads the extractor's vectors (shares weights with `learn.model`)."
+    "The trainable part of a vision learner's head, after its pooling (it shares weights with `learn.model`)."
     return learn.model[1][2:]
 
 # %% ../nbs/03b_features.ipynb #7f65585c
@@ -33,7 +34,8 @@ def extract_features(learn, # a vision learner (see `models.make_learner`)
     import torch
     if not len(items): return np.zeros((0, 0), np.float32)
     m, dl = feature_extractor(learn).eval(), learn.dls.test_dl(items)
-    with torch.no_grad(): out = [m(b[0]).float().cpu() for b in progress(dl, len(dl), show_progress, unit='batch')]
+    batches = progress(dl, len(dl), show_progress, unit='batch')
+    with torch.no_grad(): out = [m(b[0]).float().cpu() for b in batches]
     return torch.cat(out).numpy()
 
 # %% ../nbs/03b_features.ipynb #ea803598
@@ -63,8 +65,8 @@ def _read_cache(path:Path)->dict:
 
 def _write_cache(rows:dict, path:Path):
     "Write key -> feature rows to `path` atomically."
-    with atomic_path(path) as p, open(p, 'wb') as f:
-        np.savez(f, keys=np.array(list(rows), dtype=str), features=np.stack(list(rows.values())).astype(np.float32))
+    keys, feats = np.array(list(rows), dtype=str), np.stack(list(rows.values())).astype(np.float32)
+    with atomic_path(path) as p, open(p, 'wb') as f: np.savez(f, keys=keys, features=feats)
 
 def cached_features(learn, # a vision learner
                     items:pd.DataFrame, # pictures, with a `path` column
@@ -110,7 +112,10 @@ def fit_steps(head, # the layers to train (e.g. `head_layers(learn)`), in place
     for _ in range(steps):
         i = torch.randperm(len(x), generator=g)[:n].to(x.device) # all the rows when they fit in one batch
         loss = loss_fn(head(x[i]), y[i])
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
     return head.eval()
 
 # %% ../nbs/03b_features.ipynb #67d98520
@@ -120,7 +125,7 @@ def _class_index(learn, items:pd.DataFrame)->np.ndarray:
     return np.array([pos[str(c)] for c in items.category_id], dtype=np.int64)
 
 def _zero_last(head):
-    "`head` with its last linear layer set to zero: every class starts equal, as in a logistic regression, not at a random draw."
+    "`head` with its last linear layer set to zero: every class starts equal, as in a logistic regression."
     import torch
     last = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
     torch.nn.init.zeros_(last.weight)
@@ -148,8 +153,10 @@ def fit_head(learn, # a vision learner with a pretrained body (see `models.make_
     import torch
     dev = learn.dls.device
     x = torch.from_numpy(cached_features(learn, items, cache, show_progress)).to(dev)
-    y, v = torch.from_numpy(_class_index(learn, items)).to(dev), torch.tensor(items.is_valid.to_numpy(bool)).to(dev)
-    w = torch.from_numpy(class_weights(y[~v].cpu().numpy(), len(learn.dls.vocab))).to(dev) if balance else None
+    y = torch.from_numpy(_class_index(learn, items)).to(dev)
+    v = torch.tensor(items.is_valid.to_numpy(bool)).to(dev)
+    w = None
+    if balance: w = torch.from_numpy(class_weights(y[~v].cpu().numpy(), len(learn.dls.vocab))).to(dev)
     head = fit_steps(_zero_last(head_layers(learn)), x[~v], y[~v], steps, lr, wd, bs, w)
     return learn, (_scores(head, x[v], y[v]) if v.any() else {})
 
@@ -158,12 +165,15 @@ STRATEGIES = ('auto', 'head', 'finetune') # 'auto' chooses between the other two
 
 def choose_strategy(items:pd.DataFrame, # labelled items with `category_id` and `is_valid`
                     strategy:str='auto', # 'auto', 'head' or 'finetune'
-                    finetune_min:int=100, # auto: fine-tune when the median class has at least this many training photos
+                    finetune_min:int=100, # auto: fine-tune from this median of training photos per class
                    )->tuple[str, str]: # the strategy, and why
     "The training strategy for `items`: 'head' (frozen features) or 'finetune', and the reason in words."
     if strategy not in STRATEGIES: raise ValueError(f'strategy must be one of {STRATEGIES}, got {strategy!r}')
     per_class = items.category_id[~items.is_valid].value_counts()
     med = float(per_class.median()) if len(per_class) else 0.
     if strategy != 'auto': return strategy, f'asked for (median {med:g} training photos per class)'
-    if med >= finetune_min: return 'finetune', f'median {med:g} training photos per class >= {finetune_min}: enough to fine-tune the backbone'
-    return 'head', f'median {med:g} training photos per class < {finetune_min}: frozen backbone features and a head fit on them'
+    if med >= finetune_min:
+        return 'finetune', (f'median {med:g} training photos per class >= {finetune_min}: '
+                            'enough to fine-tune the backbone')
+    return 'head', (f'median {med:g} training photos per class < {finetune_min}: '
+                    'frozen backbone features and a head fit on them')

@@ -12,63 +12,78 @@ import numpy as np, pandas as pd
 from PIL import Image
 from fastcore.basics import chunked
 from .core import DETECTOR_CONF, InputError, log, read_json, write_json, atomic_path, folder_lock
-from .data import load_coco, read_megadetector, rebuild_sequences, parse_datetimes
+from .data import load_coco
+from .megadetector import read_megadetector
+from .cameras import rebuild_sequences
+from .fields import parse_datetimes
 from .photos import MAX_PIXELS, list_images, orientation, pmap, progress
-from .preprocess import resize_images, make_crops
+from .preprocess import resize_images
+from .crops import make_crops
+from .detect import DEFAULT_DETECTOR, detect_folder
 from .models import KINDS, load_model, model_paths
 from .predict import INDEX_NAME, predict_items, predict_probs
 from .ensemble import EnsembleConfig
-from .sequences import VoteConfig, CountConfig
+from .sequences import VoteConfig
+from .counts import CountConfig
 from .vocab import write_probs
-from .pipeline import MAX_BOXES_PER_IMAGE, PROBS, cap_boxes, answer_sequences, write_answers
+from .pipeline import MAX_BOXES_PER_IMAGE, PROBS, cap_boxes, answer_sequences, write_answers, handle_repeats
+from .repeats import RepeatConfig
 
 # %% auto #0
-__all__ = ['TIME_SOURCES', 'EXIF_IFD', 'DATETIME_ORIGINAL', 'DATETIME', 'FAIL_COLS', 'InferConfig', 'photo_info', 'folder_images',
-           'coco_images', 'detector_failures', 'cache_pictures', 'load_models', 'model_categories', 'file_digest',
-           'models_key', 'ids_digest', 'Checkpoints', 'checkpoint_chunks', 'prediction_items', 'skipped_failures',
-           'predict_checkpointed', 'check_matched', 'predict_folder']
+__all__ = ['DETECTIONS', 'InferConfig', 'folder_images', 'coco_images', 'cache_pictures', 'load_models', 'model_categories',
+           'checkpoint_key', 'Checkpoints', 'prediction_items', 'predict_checkpointed', 'predict_folder']
 
 # %% ../nbs/09b_infer.ipynb #fb59fa6a
+_TIME_SOURCES = ('exif', 'file')
+
 @dataclass
 class InferConfig:
     "Every option of `predict_folder`, gathered."
-    gap_s:float = 20.0 # without a COCO file: a pause longer than this (seconds) between photos of a camera starts a new sequence
-    time_source:str = 'exif' # without a COCO file: 'exif' (DateTimeOriginal, else the file time) or 'file' (file times only)
+    gap_s:float = 20.0 # no COCO file: a pause of more seconds between photos of a camera starts a sequence
+    time_source:str = 'exif' # no COCO file: 'exif' (DateTimeOriginal, else the file's time) or 'file'
     resize_size:int = 256 # frames are resized to this many pixels on the longest side for the full model...
     crop_size:int = 128 # ...and boxes cropped at this size for the crop model
     crop_conf:float = DETECTOR_CONF # boxes at or above this confidence are cropped and classified
-    max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`pipeline.cap_boxes`); None: all
-    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`photos.open_limited`)
+    max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # boxes kept per photo, the most confident; None: all
+    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded
     checkpoint_every:int = 256 # images per checkpoint: a killed run loses at most this many images' work
-    tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (see `predict.use_tta`)
+    tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (`predict.use_tta`)
     bs:int = 64 # batch size
-    seed:int = 0 # seed of the TTA augmentations (each checkpoint's is seed + its number: reruns give the same answers)
+    seed:int = 0 # seed of the TTA augmentations (checkpoint k's is seed + k: reruns give the same answers)
     ensemble:EnsembleConfig = field(default_factory=EnsembleConfig)
     vote:VoteConfig = field(default_factory=VoteConfig)
     count:CountConfig = field(default_factory=CountConfig)
     n_workers:int|None = None # processes for reading and resizing photos; None = all cores
+    detector_weights:str = DEFAULT_DETECTOR # no detections file: the MegaDetector model run (a name or a .pt)
+    repeats:str = 'mark' # repeat detections: listed in repeats.csv ('mark'), also left out ('drop'), or 'off'
+    repeats_review:str|None = None # a person's reviewed repeats.csv: the repeats it confirms are left out
+    repeat:RepeatConfig = field(default_factory=RepeatConfig) # what counts as a repeat (MegaDetector's rules)
     def __post_init__(self):
-        if self.time_source not in TIME_SOURCES: raise InputError('InferConfig', 'time_source', f'{self.time_source!r} is not one of {TIME_SOURCES}')
-        if not (isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1): raise InputError('InferConfig', 'checkpoint_every', f'must be a whole number >= 1, got {self.checkpoint_every!r}')
-
-TIME_SOURCES = ('exif', 'file')
+        if self.time_source not in _TIME_SOURCES:
+            msg = f'{self.time_source!r} is not one of {_TIME_SOURCES}'
+            raise InputError('InferConfig', 'time_source', msg)
+        if not (isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1):
+            msg = f'must be a whole number >= 1, got {self.checkpoint_every!r}'
+            raise InputError('InferConfig', 'checkpoint_every', msg)
 
 # %% ../nbs/09b_infer.ipynb #4c85eb07
-EXIF_IFD, DATETIME_ORIGINAL, DATETIME = 0x8769, 0x9003, 0x0132 # EXIF tags: the Exif sub-IFD, the shutter time, the file-change time
+# EXIF tags: the Exif sub-IFD, the shutter time, the file-change time
+_EXIF_IFD, _DATETIME_ORIGINAL, _DATETIME = 0x8769, 0x9003, 0x0132
 
-def photo_info(path)->dict:
-    "Displayed width and height and EXIF time (DateTimeOriginal, else DateTime) of a photo, from its header; `error` if it does not open."
+def _photo_info(path)->dict:
+    "Displayed width and height and EXIF time of a photo, from its header (`error` if it does not open)."
     try:
         with Image.open(path) as im:
             ex, (w, h) = im.getexif(), im.size
             if orientation(im) in (5, 6, 7, 8): w, h = h, w
-            t = ex.get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL) or ex.get(DATETIME)
+            t = ex.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or ex.get(_DATETIME)
         return dict(width=w, height=h, exif_time=str(t).strip('\x00 ') if t else None, error=None)
-    except Exception as e: return dict(width=None, height=None, exif_time=None, error=f'{type(e).__name__}: {e}')
+    except Exception as e:
+        return dict(width=None, height=None, exif_time=None, error=f'{type(e).__name__}: {e}')
 
 # %% ../nbs/09b_infer.ipynb #862de5ea
 def _file_times(paths:list)->pd.Series:
-    "Modification times of `paths` in this machine's local time, as a camera's clock shows time (NaT for a file that is gone)."
+    "Modification times of `paths` in this machine's local time (NaT for a file that is gone)."
     def mt(p):
         try: return datetime.fromtimestamp(os.stat(p).st_mtime)
         except OSError: return pd.NaT
@@ -79,103 +94,132 @@ def folder_images(images_dir, # folder of photos, one subfolder per camera (phot
                   gap_s:float=20.0, # a pause longer than this (seconds) starts a new sequence
                   n_workers:int|None=None, # processes reading headers; None = all cores
                   show_progress:bool|None=None, # progress bar; None = only on a terminal
-                 )->pd.DataFrame: # images table: image_id (= file_name), file_name, width, height, location, datetime, time_source, seq_id, ...
-    "An images table for a bare folder of photos: folder = location, EXIF or file times, sequences by the gap rule."
+                 )->pd.DataFrame: # images table: image_id, file_name, location, datetime, seq_id...
+    "An images table for a bare folder of photos: folder = location, EXIF or file times, gap-rule sequences."
     files = list_images(images_dir)
     if not files: raise InputError(images_dir, '-', 'no images found')
     paths = [Path(images_dir)/f for f in files]
-    info = pd.DataFrame(list(progress(pmap(photo_info, paths, n_workers), len(paths), show_progress)))
-    exif = parse_datetimes(info.exif_time.to_numpy()) if time_source == 'exif' else pd.Series(pd.NaT, index=info.index)
+    info = pd.DataFrame(list(progress(pmap(_photo_info, paths, n_workers), len(paths), show_progress)))
+    if time_source == 'exif': exif = parse_datetimes(info.exif_time.to_numpy())
+    else: exif = pd.Series(pd.NaT, index=info.index)
     exif, ftime = exif.astype('datetime64[us]'), _file_times(paths).astype('datetime64[us]')
     dt = exif.fillna(ftime) # with time_source 'file', exif is all NaT
     src = np.where(exif.notna(), 'exif', np.where(ftime.notna(), 'file', ''))
     if time_source == 'exif' and (src == 'file').any():
-        log.warning(f'{(src == "file").sum()} of {len(files)} photos have no EXIF time: their file time is used (sequences may be wrong if the files were copied)')
-    df = pd.DataFrame({'image_id': files, 'file_name': files, 'width': info.width.astype('Int64'), 'height': info.height.astype('Int64'),
-                       'location': [str(Path(f).parent.as_posix()) for f in files], 'datetime': dt.to_numpy(), 'time_source': src})
+        n = (src == 'file').sum()
+        log.warning(f'{n} of {len(files)} photos have no EXIF time: their file time is used '
+                    '(sequences may be wrong if the files were copied)')
+    df = pd.DataFrame({'image_id': files, 'file_name': files, 'width': info.width.astype('Int64'),
+                       'height': info.height.astype('Int64'),
+                       'location': [str(Path(f).parent.as_posix()) for f in files],
+                       'datetime': dt.to_numpy(), 'time_source': src})
     return rebuild_sequences(df, gap_s)
 
 # %% ../nbs/09b_infer.ipynb #136aaa1b
-def coco_images(annotations, # COCO-CameraTraps file listing the photos (file_name relative to the images folder)
+def coco_images(annotations, # COCO-CameraTraps file listing the photos (file_name relative to their folder)
                 gap_s:float=20.0, # sequences are rebuilt by this gap where the file gives none
                )->pd.DataFrame:
-    "The images table of a COCO-CameraTraps file, with sequences rebuilt from camera and time where it has none."
+    "The images table of a COCO-CameraTraps file, sequences rebuilt from camera and time where it has none."
     images = load_coco(annotations).images
     if 'seq_id' in images and images.seq_id.notna().all(): return images
-    log.warning(f'{annotations}: {images.seq_id.isna().sum() if "seq_id" in images else len(images)} images have no seq_id: sequences rebuilt from location and datetime')
+    n = images.seq_id.isna().sum() if "seq_id" in images else len(images)
+    log.warning(f'{annotations}: {n} images have no seq_id: sequences rebuilt from location and datetime')
     return rebuild_sequences(images, gap_s)
 
-FAIL_COLS = ['image_id', 'stage', 'reason'] # the failures table
+# %% ../nbs/09b_infer.ipynb #f335f8a8
+_FAIL_COLS = ['image_id', 'stage', 'reason'] # the failures table
 
-def detector_failures(per_image:pd.DataFrame, # `MegaDetectorResults.per_image` (matched to `images`)
-                      images:pd.DataFrame, # the images table
-                     )->pd.DataFrame: # failures: image_id, stage ('detector'), reason
-    "The images MegaDetector failed on, and those its file does not list."
+def _detector_failures(per_image:pd.DataFrame, images:pd.DataFrame)->pd.DataFrame:
+    "The images MegaDetector failed on (`per_image.failure`), and those its file does not list."
     failed = per_image[per_image.failure.notna()]
     absent = images.image_id[~images.image_id.isin(per_image.image_id)]
-    return pd.DataFrame({'image_id': [*failed.image_id, *absent], 'stage': 'detector',
-                         'reason': [*failed.failure, *['not in the MegaDetector file']*len(absent)]}, columns=FAIL_COLS)
+    reasons = [*failed.failure, *['not in the MegaDetector file']*len(absent)]
+    return pd.DataFrame({'image_id': [*failed.image_id, *absent], 'stage': 'detector', 'reason': reasons},
+                        columns=_FAIL_COLS)
 
 # %% ../nbs/09b_infer.ipynb #aba89251
 def cache_pictures(images:pd.DataFrame, # images table: image_id, file_name
                    images_dir, # folder the file_names are relative to
                    dets:pd.DataFrame, # detections table (its `file` relative to `images_dir`)
                    cache, # folder for `resized/` and `crops/`
-                   cfg:InferConfig, show_progress:bool|None=None)->tuple[pd.DataFrame, pd.DataFrame]: # (crops table, failures)
-    "Resized frames and detector crops of `images` in `cache` (resumable, see `preprocess`); the crops table and the images that failed."
+                   cfg:InferConfig, # sizes, crop threshold, size limit, workers
+                   show_progress:bool|None=None, # progress bars; None = only on a terminal
+                  )->tuple[pd.DataFrame, pd.DataFrame]: # (crops table, failures)
+    "Resized frames and detector crops of `images` in `cache` (resumable), with the crops and the failures."
     cache = Path(cache)
-    res = resize_images(images_dir, cache/'resized', size=cfg.resize_size, files=images.file_name.tolist(), max_pixels=cfg.max_pixels,
-                        n_workers=cfg.n_workers, show_progress=show_progress)
-    cr = make_crops(dets[dets.image_id.isin(images.image_id)], images_dir, cache/'crops', conf=cfg.crop_conf, size=cfg.crop_size,
-                    max_pixels=cfg.max_pixels, n_workers=cfg.n_workers, show_progress=show_progress)
+    res = resize_images(images_dir, cache/'resized', size=cfg.resize_size, files=images.file_name.tolist(),
+                        max_pixels=cfg.max_pixels, n_workers=cfg.n_workers, show_progress=show_progress)
+    cr = make_crops(dets[dets.image_id.isin(images.image_id)], images_dir, cache/'crops', conf=cfg.crop_conf,
+                    size=cfg.crop_size, max_pixels=cfg.max_pixels, n_workers=cfg.n_workers,
+                    show_progress=show_progress)
     by_file = images.set_index('file_name').image_id
     bad_r, bad_c = res[res.status == 'failed'], cr[cr.status == 'failed']
-    fails = pd.DataFrame({'image_id': [*bad_r.path.map(by_file), *bad_c.image_id], 'stage': ['read']*len(bad_r) + ['crop']*len(bad_c),
+    fails = pd.DataFrame({'image_id': [*bad_r.path.map(by_file), *bad_c.image_id],
+                          'stage': ['read']*len(bad_r) + ['crop']*len(bad_c),
                           'reason': [*bad_r.reason, *bad_c.reason]})
     ok = cr[cr.status.isin(['done', 'skipped'])]
-    return ok[['crop_id', 'image_id', 'det_idx', 'category', 'conf', 'x', 'y', 'w', 'h', 'path']].reset_index(drop=True), fails
+    cols = ['crop_id', 'image_id', 'det_idx', 'category', 'conf', 'x', 'y', 'w', 'h', 'path']
+    return ok[cols].reset_index(drop=True), fails
 
 # %% ../nbs/09b_infer.ipynb #38d53f10
-def load_models(models, # folder holding full.safetensors/.json and crop.safetensors/.json (as `train` and `run` write them)
+def load_models(models, # folder of full.safetensors/.json and crop.safetensors/.json (as `train` writes)
                 bs:int=64, # batch size
                )->dict: # kind -> learner
     "The full-image and crop models of a folder, refusing a missing one or two that disagree on the classes."
     for kind in KINDS:
         w = model_paths(Path(models)/kind)[0]
-        if not w.exists(): raise InputError(models, w.name, f'model not found: train it with `iwildcam-nb train --kind {kind}` (or `iwildcam-nb run`)')
+        if not w.exists():
+            how = f'train it with `iwildcam-nb train --kind {kind}` (or `iwildcam-nb run`)'
+            raise InputError(models, w.name, f'model not found: {how}')
     learners = {kind: load_model(Path(models)/kind, bs=bs) for kind in KINDS}
     if learners['full'].meta['vocab'] != learners['crop'].meta['vocab']:
         raise InputError(models, 'vocab', 'the full and crop models were trained on different classes')
     return learners
 
-def model_categories(meta:dict)->pd.DataFrame:
-    "The categories table (category_id, name) of a model's description."
+# %% ../nbs/09b_infer.ipynb #ec6ac3ca
+def model_categories(meta:dict, # a model's description (`learner.meta`, the model's JSON)
+                    )->pd.DataFrame: # category_id, name
+    "The categories table of a model's description."
     return pd.DataFrame({'category_id': meta['vocab'], 'name': meta['names']})
 
-def file_digest(path, chunk:int=1<<20)->str:
+# %% ../nbs/09b_infer.ipynb #fb2fac35
+_KEY_OPTS = ('resize_size', 'crop_size', 'crop_conf', 'max_boxes_per_image', 'max_pixels', 'checkpoint_every',
+             'tta', 'seed') # the options that change what a checkpoint holds
+
+def _file_digest(path, chunk:int=1<<20)->str:
     "SHA-1 of a file's bytes (to tell whether checkpoints were made by the same model)."
     h = hashlib.sha1()
     with open(path, 'rb') as f:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
-def models_key(models)->dict:
+def _models_key(models)->dict:
     "Digest of each model's weights file."
-    return {kind: file_digest(model_paths(Path(models)/kind)[0]) for kind in KINDS}
+    return {kind: _file_digest(model_paths(Path(models)/kind)[0]) for kind in KINDS}
 
-def ids_digest(ids)->str:
+def _ids_digest(ids)->str:
     "SHA-1 of a set of ids (order does not matter)."
     return hashlib.sha1('\n'.join(sorted(map(str, ids))).encode()).hexdigest()
 
+def checkpoint_key(models, # folder of the full and crop models
+                   images:pd.DataFrame, # the photos to predict: image_id
+                   cfg:InferConfig, # the options
+                  )->dict: # models: digest per model, photos: digest of the ids, and the options
+    "What a run's checkpoints depend on: the models' bytes, the photos, the options that change predictions."
+    opts = {k: v for k,v in asdict(cfg).items() if k in _KEY_OPTS}
+    return dict(models=_models_key(models), photos=_ids_digest(images.image_id), **opts)
+
 # %% ../nbs/09b_infer.ipynb #04b2117b
 class Checkpoints:
-    "Numbered prediction files in `folder`, each written atomically, valid for one `key` (models, options, photos)."
+    "Numbered prediction files in `folder`, each written atomically, valid for one `key` (`checkpoint_key`)."
     def __init__(self, folder, key:dict):
-        self.folder = Path(folder); self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
         m = self.folder/'manifest.json'
         if m.exists() and read_json(m) != key:
             old = list(self.folder.glob('part_*.npz'))
-            log.warning(f'{self.folder}: {len(old)} checkpoints of a run with other models, options or photos are discarded')
+            log.warning(f'{self.folder}: {len(old)} checkpoints of a run with other models, options '
+                        'or photos are discarded')
             for p in old: p.unlink()
         write_json(key, m)
 
@@ -184,32 +228,41 @@ class Checkpoints:
 
     def save(self, k:int, tables:dict):
         "Write checkpoint `k`: named probability tables (index and values)."
-        arrays = {f'{n}_{a}': v for n,t in tables.items() for a,v in (('index', t.index.to_numpy(str)), ('values', t.to_numpy('float32')))}
+        arrays = {f'{n}_{a}': v for n,t in tables.items()
+                  for a,v in (('index', t.index.to_numpy(str)), ('values', t.to_numpy('float32')))}
         with atomic_path(self.path(k)) as p, open(p, 'wb') as f: np.savez(f, **arrays)
 
     def load(self, k:int, vocab:list)->dict:
         "The tables of checkpoint `k`, with `vocab` as columns."
         with np.load(self.path(k)) as z:
             names = {n.rsplit('_', 1)[0] for n in z.files}
-            return {n: pd.DataFrame(z[f'{n}_values'], index=pd.Index(z[f'{n}_index'], name=INDEX_NAME[n]), columns=vocab) for n in names}
+            index = lambda n: pd.Index(z[f'{n}_index'], name=INDEX_NAME[n])
+            return {n: pd.DataFrame(z[f'{n}_values'], index=index(n), columns=vocab) for n in names}
 
-
-def checkpoint_chunks(ids:list, n:int)->list[list]:
-    "`ids` sorted and cut in runs of `n` (fastcore's `chunked`): the same photos always make the same checkpoints."
+def _checkpoint_chunks(ids:list, n:int)->list[list]:
+    "`ids` sorted and cut in runs of `n`: the same photos always make the same checkpoints."
     return list(chunked(sorted(ids), chunk_sz=n))
 
-def prediction_items(images:pd.DataFrame, crops:pd.DataFrame, cache, cfg:InferConfig)->tuple[pd.DataFrame, pd.DataFrame]:
-    "The resized frames and crops to predict (`predict.predict_items`), unreadable files logged and left out."
-    full = predict_items('full', Path(cache)/'resized', images=images)
-    return full, predict_items('crop', Path(cache)/'crops', crops=crops[crops.image_id.isin(full.image_id)], min_conf=cfg.crop_conf)
-
-def skipped_failures(*items:pd.DataFrame)->pd.DataFrame: # failures: image_id, stage ('predict'), reason
+# %% ../nbs/09b_infer.ipynb #e43748f1
+def _skipped_failures(*items:pd.DataFrame)->pd.DataFrame:
     "The frames and crops `prediction_items` left out because their cached file does not open, as failures."
     sk = [it.attrs['skipped'] for it in items if len(it.attrs.get('skipped', ()))]
-    if not sk: return pd.DataFrame(columns=FAIL_COLS)
+    if not sk: return pd.DataFrame(columns=_FAIL_COLS)
     s = pd.concat(sk)
-    return pd.DataFrame({'image_id': s.image_id.to_numpy(), 'stage': 'predict', 'reason': s.reason.to_numpy()}, columns=FAIL_COLS)
+    return pd.DataFrame({'image_id': s.image_id.to_numpy(), 'stage': 'predict',
+                         'reason': s.reason.to_numpy()}, columns=_FAIL_COLS)
 
+def prediction_items(images:pd.DataFrame, # the photos: image_id, file_name
+                     crops:pd.DataFrame, # their crops (`cache_pictures`)
+                     cache, # the folder of `resized/` and `crops/`
+                     cfg:InferConfig, # the crop threshold
+                    )->tuple[pd.DataFrame, pd.DataFrame]: # the frame items and the crop items
+    "The resized frames and crops to predict (`predict.predict_items`), unreadable files logged and left out."
+    full = predict_items('full', Path(cache)/'resized', images=images)
+    crops = crops[crops.image_id.isin(full.image_id)]
+    return full, predict_items('crop', Path(cache)/'crops', crops=crops, min_conf=cfg.crop_conf)
+
+# %% ../nbs/09b_infer.ipynb #9f01a365
 def _by_chunk(items:pd.DataFrame, chunks:list)->dict:
     "The rows of `items` per checkpoint number, from their image_id."
     k = items.image_id.map({i: n for n, ids in enumerate(chunks) for i in ids})
@@ -217,63 +270,85 @@ def _by_chunk(items:pd.DataFrame, chunks:list)->dict:
 
 def _predict_chunk(learners:dict, items:dict, cfg:InferConfig, seed:int)->dict:
     "Probability tables of one checkpoint's frames and crops, with the TTA randomness seeded."
-    return {kind: predict_probs(learners[kind], it, cfg.tta, show_progress=False, seed=seed) for kind, it in items.items()}
+    return {kind: predict_probs(learners[kind], it, cfg.tta, show_progress=False, seed=seed)
+            for kind, it in items.items()}
 
-# %% ../nbs/09b_infer.ipynb #9f01a365
 def predict_checkpointed(learners:dict, # kind -> learner (`load_models`)
                          full:pd.DataFrame, crop:pd.DataFrame, # items from `prediction_items`
                          folder, # checkpoint folder
-                         key:dict, # what the checkpoints depend on
-                         cfg:InferConfig, show_progress:bool|None=None)->dict: # kind -> probability table
-    "Predict the frames and crops in checkpoints of `cfg.checkpoint_every` photos; finished checkpoints are read, not redone."
+                         key:dict, # what the checkpoints depend on (`checkpoint_key`)
+                         cfg:InferConfig, # checkpoint size, TTA and its seed
+                         show_progress:bool|None=None, # progress bar; None = only on a terminal
+                        )->dict: # kind -> probability table
+    "Predict the frames and crops in checkpoints of `cfg.checkpoint_every` photos, reading the finished ones."
     vocab = learners['full'].meta['vocab']
-    ck, chunks = Checkpoints(folder, key), checkpoint_chunks(full.image_id.tolist(), cfg.checkpoint_every)
+    ck, chunks = Checkpoints(folder, key), _checkpoint_chunks(full.image_id.tolist(), cfg.checkpoint_every)
     todo = [k for k in range(len(chunks)) if not ck.done(k)]
-    if len(todo) < len(chunks): log.warning(f'resuming: {len(chunks) - len(todo)} of {len(chunks)} checkpoints already done')
-    parts = {kind: _by_chunk(t, chunks) for kind, t in (('full', full), ('crop', crop))} # split once, not once per checkpoint
+    if len(todo) < len(chunks):
+        log.warning(f'resuming: {len(chunks) - len(todo)} of {len(chunks)} checkpoints already done')
+    parts = {kind: _by_chunk(t, chunks) for kind, t in (('full', full), ('crop', crop))} # split once
     for k in progress(todo, len(todo), show_progress, unit='checkpoint'):
         items = {kind: parts[kind].get(k, t.iloc[:0]) for kind, t in (('full', full), ('crop', crop))}
         ck.save(k, _predict_chunk(learners, items, cfg, cfg.seed + k))
     parts = [ck.load(k, vocab) for k in range(len(chunks))]
-    return {kind: pd.concat([p[kind] for p in parts]) if parts else pd.DataFrame(columns=vocab) for kind in INDEX_NAME}
+    return {kind: pd.concat([p[kind] for p in parts]) if parts else pd.DataFrame(columns=vocab)
+            for kind in INDEX_NAME}
 
 # %% ../nbs/09b_infer.ipynb #67f72e9d
-def check_matched(md, # `MegaDetectorResults` read with `unmatched='drop'`
-                  images:pd.DataFrame, # the photos' images table
-                  detections, # the MegaDetector file
-                  images_dir, # the photos' folder
-                 ):
-    "Refuse a MegaDetector file none of whose entries is one of the photos, showing a path of each."
+def _check_matched(md, images:pd.DataFrame, detections, images_dir):
+    "Refuse a MegaDetector file (`detections`) none of whose entries is one of the photos, naming one each."
     if len(md.per_image) or not len(images): return
     first = next(iter(read_json(detections).get('images') or [{}]), {})
-    raise InputError(detections, 'images', f"none of its entries is one of the {len(images)} photos in {images_dir} (its first: "
-                     f"{first.get('file', first.get('id'))!r}; the first photo: {images.file_name.iloc[0]!r}): its paths must be relative to that folder")
+    raise InputError(detections, 'images',
+                     f"none of its entries is one of the {len(images)} photos in {images_dir} "
+                     f"(its first: {first.get('file', first.get('id'))!r}; the first photo: "
+                     f"{images.file_name.iloc[0]!r}): its paths must be relative to that folder")
 
 # %% ../nbs/09b_infer.ipynb #7c88969a
+def _photos(images_dir, annotations, cfg:InferConfig, show_progress:bool|None)->pd.DataFrame:
+    "The images table of the photos: from the COCO file if given, else from the folder and photo times."
+    if annotations: return coco_images(annotations, cfg.gap_s)
+    return folder_images(images_dir, cfg.time_source, cfg.gap_s, cfg.n_workers, show_progress)
+
+DETECTIONS = 'detections.json' # where `predict_folder` writes MegaDetector's file when it runs it
+
+def _detections(images_dir, detections, out:Path, cfg:InferConfig, show_progress:bool|None)->Path:
+    "The MegaDetector file of the photos: `detections` as given, else MegaDetector's run into `out` (reused)."
+    if detections is not None: return Path(detections)
+    path = out/DETECTIONS
+    if not path.is_file(): # a rerun reads the finished file; a killed run resumes from its checkpoint
+        detect_folder(images_dir, path, cfg.detector_weights, checkpoint_every=cfg.checkpoint_every,
+                      show_progress=show_progress)
+    return path
+
 def predict_folder(images_dir, # folder of photos (camera subfolders when there is no COCO file)
-                   detections, # MegaDetector results for these photos (batch format 1.x or iWildCam's id-keyed form)
-                   models, # folder with the full and crop models (full.safetensors/.json, crop.safetensors/.json)
+                   detections, # MegaDetector results for these photos (1.x or iWildCam's); None: run it
+                   models, # folder of the full and crop models (full.safetensors/.json, crop...)
                    out, # output folder; a rerun resumes
-                   annotations=None, # COCO-CameraTraps file of the photos (sequences, locations); None: from the folder and photo times
+                   annotations=None, # COCO-CameraTraps file of the photos; None: folders and photo times
                    cfg:InferConfig|None=None, # options
                    show_progress:bool|None=None, # progress bars; None = only on a terminal
-                  )->dict: # the tables (images, failures, model_probs, probs, image_preds, seq_preds) and `paths` of the files written
-    "Species and counts per sequence for a folder of new photos: resumable, every failure recorded per photo, `out` held by this run."
+                  )->dict: # the tables, and `paths` of the files written
+    "Species and counts per sequence for a folder of new photos: resumable, every failure recorded per photo."
     cfg, out = cfg or InferConfig(), Path(out)
     with folder_lock(out): # one run per output folder (`core.folder_lock`)
         learners = load_models(models, cfg.bs) # first: a missing model is found before any long work
-        images = coco_images(annotations, cfg.gap_s) if annotations else folder_images(images_dir, cfg.time_source, cfg.gap_s, cfg.n_workers, show_progress)
+        images = _photos(images_dir, annotations, cfg, show_progress)
+        detections = _detections(images_dir, detections, out, cfg, show_progress)
         md = read_megadetector(detections, images=images, unmatched='drop')
-        check_matched(md, images, detections, images_dir)
+        _check_matched(md, images, detections, images_dir)
         dets = cap_boxes(md.detections, cfg.max_boxes_per_image)
         crops, read_fails = cache_pictures(images, images_dir, dets, out/'cache', cfg, show_progress)
         full_it, crop_it = prediction_items(images, crops, out/'cache', cfg)
-        key = dict(models=models_key(models), photos=ids_digest(images.image_id),
-                   **{k: v for k,v in asdict(cfg).items() if k in ('resize_size', 'crop_size', 'crop_conf', 'max_boxes_per_image', 'max_pixels', 'checkpoint_every', 'tta', 'seed')})
+        key = checkpoint_key(models, images, cfg)
         probs = predict_checkpointed(learners, full_it, crop_it, out/'checkpoints', key, cfg, show_progress)
-        failures = pd.concat([detector_failures(md.per_image, images), read_fails, skipped_failures(full_it, crop_it)], ignore_index=True)
+        failures = pd.concat([_detector_failures(md.per_image, images), read_fails,
+                              _skipped_failures(full_it, crop_it)], ignore_index=True)
         categories = model_categories(learners['full'].meta)
-        res = answer_sequences(images, dets, probs['full'], probs['crop'], crops, categories, cfg.ensemble, cfg.vote, cfg.count)
+        dets = handle_repeats(dets, images, cfg.repeats, cfg.repeats_review, cfg.repeat, out) # a new verdict: no new predictions
+        res = answer_sequences(images, dets, probs['full'], probs['crop'], crops, categories, cfg.ensemble,
+                               cfg.vote, cfg.count)
         for kind in KINDS: write_probs(probs[kind], out/PROBS[kind])
         paths = write_answers(out, images, dets, res, probs['crop'], categories, failures)
-        return dict(images=images, failures=failures, model_probs=probs, **res, paths=paths)
+        return dict(images=images, failures=failures, model_probs=probs, probs=res.probs,
+                    image_preds=res.image_preds, seq_preds=res.seq_preds, paths=paths)

@@ -4,17 +4,17 @@
 
 # %% ../nbs/08_metrics.ipynb #d72894e8
 from __future__ import annotations
-import csv, numpy as np, pandas as pd
+import csv, os, numpy as np, pandas as pd
 from pathlib import Path
-from .core import require_file, require_columns, InputError, log, write_csv
-from .vocab import EMPTY, check_probs
+from .core import require_file, require_columns, InputError, log, write_csv, atomic_path
+from .vocab import EMPTY, ROW_BLOCK, check_probs
 
 # %% auto #0
-__all__ = ['SUBMISSION_PREFIX', 'SUB2020_COLS', 'SUB2020_README', 'species_ids', 'check_counts', 'counts_from_seq_preds',
-           'counts_from_truth', 'align_counts', 'column_rmse', 'mcrmse', 'scrsse', 'accuracy', 'image_labels',
-           'seq_labels', 'seq_pred_labels', 'image_accuracy', 'seq_accuracy', 'top_k_error', 'sequences_to_submit',
-           'counts_to_submission', 'submission_2021', 'submission_2020', 'parse_submission', 'read_submission',
-           'write_submission', 'read_truth', 'score_counts', 'score', 'format_scores']
+__all__ = ['SUB2020_COLS', 'species_ids', 'check_counts', 'counts_from_seq_preds', 'counts_from_truth', 'align_counts',
+           'column_rmse', 'mcrmse', 'scrsse', 'accuracy', 'image_labels', 'seq_labels', 'seq_pred_labels',
+           'image_accuracy', 'seq_accuracy', 'top_k_error', 'sequences_to_submit', 'counts_to_submission',
+           'submission_2021', 'submission_2020', 'parse_submission', 'write_submission', 'read_submission',
+           'read_truth', 'score_counts', 'format_scores', 'score']
 
 # %% ../nbs/08_metrics.ipynb #0e397772
 def species_ids(vocab, # category ids (e.g. `class_vocab(categories)`), with or without 0
@@ -23,16 +23,20 @@ def species_ids(vocab, # category ids (e.g. `class_vocab(categories)`), with or 
     return sorted({int(c) for c in vocab} - {EMPTY})
 
 # %% ../nbs/08_metrics.ipynb #49d56d4d
-SUBMISSION_PREFIX = 'Predicted' # 2021 submission column prefix: `Predicted{category_id}`
+_SUBMISSION_PREFIX = 'Predicted' # 2021 submission column prefix: `Predicted{category_id}`
 
 def _count_cols(cols, source:str)->list[int]:
     "Column labels (int, '3' or 'Predicted3') as integer category ids; anything else is an `InputError`."
     out = []
     for c in cols:
-        s = str(c).removeprefix(SUBMISSION_PREFIX)
-        if not s.isdigit(): raise InputError(source, f'column {c!r}', f'not a category id (expected {SUBMISSION_PREFIX}<id> or <id>)')
+        s = str(c).removeprefix(_SUBMISSION_PREFIX)
+        if not s.isdigit():
+            raise InputError(source, f'column {c!r}',
+                             f'not a category id (expected {_SUBMISSION_PREFIX}<id> or <id>)')
         out.append(int(s))
-    if len(set(out)) < len(out): raise InputError(source, '-', f'category column {pd.Series(out)[pd.Series(out).duplicated()].iloc[0]} appears twice')
+    if len(set(out)) < len(out):
+        raise InputError(source, '-', f'category column {pd.Series(out)[pd.Series(out).duplicated()].iloc[0]}'
+                                      ' appears twice')
     return out
 
 def _bad_rows(idx, bad:np.ndarray, source:str, field:str, what:str):
@@ -41,30 +45,42 @@ def _bad_rows(idx, bad:np.ndarray, source:str, field:str, what:str):
     raise InputError(source, f'{field} of {idx[i]!r}', f'{what} ({int(bad.sum())} rows in all)')
 
 def _as_counts(v, idx, source:str, field:str='count', integer:bool=True)->np.ndarray:
-    "Values `v` (array or frame) as non-negative numbers (integers if `integer`); `idx` names the rows in errors."
+    "Values `v` (array or frame) as non-negative numbers (integers if `integer`); `idx` names rows in errors."
     df = pd.DataFrame(v)
+    if len(df.columns) and all(t.kind in 'iu' for t in df.dtypes): # whole numbers already: only the sign to check
+        a = df.to_numpy('int64')
+        if (a < 0).any(): _bad_rows(idx, (a < 0).any(1), source, field, 'negative count')
+        return a if integer else a.astype('float64')
     text = [c for c,t in df.dtypes.items() if t.kind not in 'biuf'] # columns read from a CSV as text
     if text: df[text] = df[text].apply(pd.to_numeric, errors='coerce')
     a = df.to_numpy('float64')
     if a.ndim == 1: a = a[:, None]
-    if not np.isfinite(a).all(): _bad_rows(idx, ~np.isfinite(a).all(1), source, field, 'missing or non-numeric count')
+    if not np.isfinite(a).all():
+        _bad_rows(idx, ~np.isfinite(a).all(1), source, field, 'missing or non-numeric count')
     if (a < 0).any(): _bad_rows(idx, (a < 0).any(1), source, field, 'negative count')
-    if integer and (a % 1 != 0).any(): _bad_rows(idx, (a % 1 != 0).any(1), source, field, 'count is not an integer')
+    if integer and (a % 1 != 0).any():
+        _bad_rows(idx, (a % 1 != 0).any(1), source, field, 'count is not an integer')
     return a.astype('int64') if integer else a
 
 # %% ../nbs/08_metrics.ipynb #926f42c5
 def check_counts(counts:pd.DataFrame, # counts matrix: index seq_id, one column per category id
-                 species:list[int]|None=None, # allowed category ids; columns it has and `counts` lacks are zero-filled
+                 species:list[int]|None=None, # allowed category ids; those `counts` lacks are zero-filled
                  source:str='counts', # name for error messages: the file the table came from
-                 integer:bool=True, # refuse counts that are not whole numbers (a submission); False for expected counts
-                )->pd.DataFrame: # the matrix with int columns in `species` order (else ascending), checked values
-    "Check a counts matrix (unique ids, category columns, numeric counts >= 0) and align its columns to `species`."
+                 integer:bool=True, # refuse counts that are not whole numbers (a submission)
+                )->pd.DataFrame: # the matrix with int columns in `species` order (else ascending)
+    "Check a counts matrix (unique ids, category columns, numeric counts >= 0) and align it to `species`."
     ids = _count_cols(counts.columns, source)
-    if EMPTY in ids: raise InputError(source, f'column {EMPTY}', 'category 0 (empty) is not a count column: an empty sequence is a row of zeros')
+    if EMPTY in ids:
+        raise InputError(source, f'column {EMPTY}',
+                         'category 0 (empty) is not a count column: an empty sequence is a row of zeros')
     cols = ids if species is None else species_ids(species)
     unknown = sorted(set(ids) - set(cols))
-    if unknown: raise InputError(source, f'column {unknown[0]}', f'category {unknown[0]} is not in the vocabulary ({len(unknown)} unknown columns)')
-    if counts.index.duplicated().any(): raise InputError(source, 'seq_id', f'sequence {counts.index[counts.index.duplicated()][0]!r} appears twice')
+    if unknown:
+        raise InputError(source, f'column {unknown[0]}',
+                         f'category {unknown[0]} is not in the vocabulary ({len(unknown)} unknown columns)')
+    if counts.index.duplicated().any():
+        raise InputError(source, 'seq_id',
+                         f'sequence {counts.index[counts.index.duplicated()][0]!r} appears twice')
     a = _as_counts(counts.set_axis(range(len(ids)), axis=1), counts.index, source, 'counts', integer)
     out = pd.DataFrame(a, index=counts.index.rename('seq_id'), columns=ids)
     return out.reindex(columns=sorted(cols) if species is None else cols, fill_value=0)
@@ -75,29 +91,35 @@ def _long_to_counts(df:pd.DataFrame, species, source:str)->pd.DataFrame:
     require_columns(df, ('seq_id', 'category_id', 'count'), source)
     cat = _as_counts(df['category_id'], df['seq_id'].to_numpy(), source, 'category_id')[:, 0]
     n = _as_counts(df['count'], df['seq_id'].to_numpy(), source, 'count')[:, 0]
-    dup = pd.DataFrame({'s': df['seq_id'].to_numpy(), 'c': cat}).duplicated().to_numpy()
-    if dup.any(): _bad_rows(df['seq_id'].to_numpy(), dup, source, 'category_id', f'category {cat[dup][0]} appears twice for this sequence')
+    codes, seqs = pd.factorize(df['seq_id'], sort=False) # text ids hashed once; integer keys after
+    dup = pd.Series(codes*(int(cat.max(initial=0)) + 1) + cat).duplicated().to_numpy()
+    if dup.any():
+        _bad_rows(df['seq_id'].to_numpy(), dup, source, 'category_id',
+                  f'category {cat[dup][0]} appears twice for this sequence')
     empty = cat == EMPTY
-    if (n[empty] != 0).any(): _bad_rows(df['seq_id'].to_numpy()[empty], n[empty] != 0, source, 'count', 'category 0 (empty) must have count 0')
-    codes, seqs = pd.factorize(df['seq_id'], sort=False)
+    if (n[empty] != 0).any():
+        _bad_rows(df['seq_id'].to_numpy()[empty], n[empty] != 0, source, 'count',
+                  'category 0 (empty) must have count 0')
     cols = species_ids(cat) if species is None else species_ids(species)
     j = pd.Index(cols).get_indexer(cat[~empty])
-    if (j < 0).any(): raise InputError(source, 'category_id', f'category {cat[~empty][j < 0][0]} is not in the vocabulary')
+    if (j < 0).any():
+        raise InputError(source, 'category_id', f'category {cat[~empty][j < 0][0]} is not in the vocabulary')
     a = np.zeros((len(seqs), len(cols)), dtype='int64')
     a[codes[~empty], j] = n[~empty]
     return pd.DataFrame(a, index=pd.Index(seqs, name='seq_id'), columns=cols)
 
 # %% ../nbs/08_metrics.ipynb #95e247b6
-def counts_from_seq_preds(seq_preds:pd.DataFrame, # seq_id, category_id, count (score, source ignored); empty: category 0, count 0
-                          species:list[int]|None=None, # category ids of the columns (0 dropped); None: those that occur
+def counts_from_seq_preds(seq_preds:pd.DataFrame, # seq_id, category_id, count (+ score, source); empty: 0, 0
+                          species:list[int]|None=None, # category ids of the columns; None: those it has
                           source:str='seq_preds', # name for error messages
                          )->pd.DataFrame: # counts matrix, sequences in order of first appearance
     "The counts matrix of a `seq_preds` table: one row per sequence, one int column per non-empty category."
     return _long_to_counts(seq_preds, species, source)
 
-def counts_from_truth(counts:pd.DataFrame, # ground truth: seq_id, split, category_id, count (the sample's counts table)
+# %% ../nbs/08_metrics.ipynb #ec754e94
+def counts_from_truth(counts:pd.DataFrame, # ground truth: seq_id, split, category_id, count (the sample's)
                       split:str|None='test', # keep only this split (None: all rows)
-                      species:list[int]|None=None, # category ids of the columns (0 dropped); None: those that occur
+                      species:list[int]|None=None, # category ids of the columns; None: those it has
                       source:str='counts', # name for error messages
                      )->pd.DataFrame: # counts matrix of the true counts
     "The counts matrix of a ground-truth counts table, restricted to one split."
@@ -109,45 +131,54 @@ def counts_from_truth(counts:pd.DataFrame, # ground truth: seq_id, split, catego
 # %% ../nbs/08_metrics.ipynb #6e326054
 def align_counts(pred:pd.DataFrame, # predicted counts matrix (index seq_id)
                  truth:pd.DataFrame, # true counts matrix (index seq_id)
-                 species:list[int]|None=None, # the columns to score (0 dropped); None: union of both tables' columns
+                 species:list[int]|None=None, # the columns to score (0 dropped); None: both tables' columns
                  pred_source:str='predictions', # names for error messages
                  truth_source:str='truth',
                  integer:bool=False, # require whole-number counts
-                )->tuple[np.ndarray, np.ndarray, list[int]]: # predicted and true arrays (truth's row order) and their columns
-    "Check both matrices and align them: same sequences (else an `InputError`), same species columns (zero-filled)."
-    p, t = check_counts(pred, species, pred_source, integer), check_counts(truth, species, truth_source, integer)
+                )->tuple[np.ndarray, np.ndarray, list[int]]: # predicted, true (truth's row order), columns
+    "Check both matrices and align them: same sequences (else an `InputError`), same columns (zero-filled)."
+    p, t = (check_counts(pred, species, pred_source, integer),
+            check_counts(truth, species, truth_source, integer))
     cols = list(p.columns) if species is not None else sorted(set(p.columns) | set(t.columns))
     missing, extra = t.index.difference(p.index, sort=False), p.index.difference(t.index, sort=False)
-    if len(missing): raise InputError(pred_source, 'seq_id', f'sequence {missing[0]!r} of the truth has no prediction ({len(missing)} sequences missing)')
-    if len(extra): raise InputError(pred_source, 'seq_id', f'sequence {extra[0]!r} is not in the truth ({len(extra)} unknown sequences)')
-    if not len(t) or not cols: raise InputError(truth_source, '-', 'nothing to score: no sequences or no species columns')
+    if len(missing):
+        raise InputError(pred_source, 'seq_id',
+                         f'sequence {missing[0]!r} of the truth has no prediction '
+                         f'({len(missing)} sequences missing)')
+    if len(extra):
+        raise InputError(pred_source, 'seq_id',
+                         f'sequence {extra[0]!r} is not in the truth ({len(extra)} unknown sequences)')
+    if not len(t) or not cols:
+        raise InputError(truth_source, '-', 'nothing to score: no sequences or no species columns')
     p, t = p.reindex(index=t.index, columns=cols, fill_value=0), t.reindex(columns=cols, fill_value=0)
     return p.to_numpy('float64'), t.to_numpy('float64'), cols
 
 # %% ../nbs/08_metrics.ipynb #cdaa39a9
 def column_rmse(pred:pd.DataFrame, # predicted counts matrix (index seq_id)
                 truth:pd.DataFrame, # true counts matrix (index seq_id)
-                species:list[int]|None=None, # the columns to score (0 dropped); None: union of both tables' columns
+                species:list[int]|None=None, # the columns to score (0 dropped); None: both tables' columns
                 **kwargs, # `pred_source`, `truth_source`: names for error messages
                )->pd.Series: # RMSE of each species column, indexed by category id
     "Root mean squared count error of each species column, over all sequences of `truth`."
     p, t, cols = align_counts(pred, truth, species, **kwargs)
     return pd.Series(np.sqrt(((p - t)**2).mean(0)), index=pd.Index(cols, name='category_id'), name='rmse')
 
+# %% ../nbs/08_metrics.ipynb #edc4512f
 def mcrmse(pred:pd.DataFrame, # predicted counts matrix (index seq_id)
            truth:pd.DataFrame, # true counts matrix (index seq_id)
-           species:list[int]|None=None, # the columns to score (0 dropped); None: union of both tables' columns
+           species:list[int]|None=None, # the columns to score (0 dropped); None: both tables' columns
            **kwargs, # `pred_source`, `truth_source`: names for error messages
           )->float:
     "iWildCam 2021's metric: the mean over species columns of the RMSE over sequences."
     return float(column_rmse(pred, truth, species, **kwargs).mean())
 
+# %% ../nbs/08_metrics.ipynb #ececccd4
 def scrsse(pred:pd.DataFrame, # predicted counts matrix (index seq_id)
            truth:pd.DataFrame, # true counts matrix (index seq_id)
-           species:list[int]|None=None, # the columns to score (0 dropped); None: union of both tables' columns
+           species:list[int]|None=None, # the columns to score (0 dropped); None: both tables' columns
            **kwargs, # `pred_source`, `truth_source`: names for error messages
           )->float:
-    "Summed Columnwise Root Summed Squared Error: the sum over species of sqrt(sum over sequences of squared error)."
+    "Summed Columnwise Root Summed Squared Error: the sum over species of the root summed squared error."
     p, t, _ = align_counts(pred, truth, species, **kwargs)
     return float(np.sqrt(((p - t)**2).sum(0)).sum())
 
@@ -158,9 +189,13 @@ def _check_ids(ids:pd.Index, source:str, field:str):
 
 def _same_ids(pred:pd.Index, truth:pd.Index, pred_source:str, field:str):
     "Refuse ids of `truth` missing from `pred`, and ids of `pred` unknown to `truth`."
+    if pred.equals(truth): return # the same ids in the same order (the usual case): no hashing
     missing, extra = truth.difference(pred, sort=False), pred.difference(truth, sort=False)
-    if len(missing): raise InputError(pred_source, field, f'{missing[0]!r} of the truth has no prediction ({len(missing)} missing)')
-    if len(extra): raise InputError(pred_source, field, f'{extra[0]!r} is not in the truth ({len(extra)} unknown)')
+    if len(missing):
+        raise InputError(pred_source, field,
+                         f'{missing[0]!r} of the truth has no prediction ({len(missing)} missing)')
+    if len(extra):
+        raise InputError(pred_source, field, f'{extra[0]!r} is not in the truth ({len(extra)} unknown)')
 
 def accuracy(pred:pd.Series, # predicted category id, indexed by image_id or seq_id
              truth:pd.Series, # true category id, same index
@@ -169,7 +204,8 @@ def accuracy(pred:pd.Series, # predicted category id, indexed by image_id or seq
             )->float: # fraction of ids whose predicted label is the true one
     "Top-1 accuracy of `pred` against `truth`, matched by id; both must hold exactly the same ids."
     field = truth.index.name or 'id'
-    _check_ids(pred.index, pred_source, field); _check_ids(truth.index, truth_source, field)
+    _check_ids(pred.index, pred_source, field)
+    _check_ids(truth.index, truth_source, field)
     _same_ids(pred.index, truth.index, pred_source, field)
     if not len(truth): raise InputError(truth_source, '-', 'nothing to score: no rows')
     p = _as_counts(pred.reindex(truth.index), truth.index, pred_source, 'label')[:, 0]
@@ -185,24 +221,29 @@ def image_labels(labels:pd.DataFrame, # labels table: image_id, category_id
     _check_ids(pd.Index(df['image_id']), source, 'image_id')
     return df.set_index('image_id')['category_id'].rename('label')
 
+# %% ../nbs/08_metrics.ipynb #2d17fc2d
 def seq_labels(labels:pd.DataFrame, # labels table: image_id, category_id
-               images:pd.DataFrame, # images table (image_id, seq_id) of the images to label, e.g. the test split
+               images:pd.DataFrame, # images table (image_id, seq_id) of the images to label (a split)
                source:str='labels', # name for error messages
               )->pd.Series: # label indexed by seq_id, sequences in order of first appearance in `images`
     "True label of each sequence: the most frequent non-empty frame label, 0 when all frames are empty."
     lab = image_labels(labels, source)
     df = images[['image_id', 'seq_id']].assign(label=lab.reindex(images['image_id']).to_numpy())
-    if df.label.isna().any(): raise InputError(source, 'image_id', f'image {df.image_id[df.label.isna()].iloc[0]!r} has no label')
+    if df.label.isna().any():
+        raise InputError(source, 'image_id', f'image {df.image_id[df.label.isna()].iloc[0]!r} has no label')
     n = df[df.label != EMPTY].groupby(['seq_id', 'label']).size().rename('n').reset_index()
-    top = n.sort_values(['n', 'label'], ascending=[False, True]).drop_duplicates('seq_id').set_index('seq_id')['label']
+    top = (n.sort_values(['n', 'label'], ascending=[False, True]).drop_duplicates('seq_id')
+           .set_index('seq_id')['label'])
     seqs = pd.Index(pd.unique(df['seq_id']), name='seq_id')
     return top.reindex(seqs, fill_value=EMPTY).astype('int64').rename('label')
 
+# %% ../nbs/08_metrics.ipynb #dbc27187
 def seq_pred_labels(seq_preds:pd.DataFrame, # seq_id, category_id, count, optional score
                    )->pd.Series: # predicted label indexed by seq_id, in order of first appearance
-    "Predicted label of each sequence: its category with the largest count (ties: higher score); 0 when empty."
+    "Predicted label of each sequence: its category with the largest count (ties: higher score), 0 if empty."
     df = seq_preds.assign(score=seq_preds['score'] if 'score' in seq_preds else 0)
-    top = df.sort_values(['count', 'score'], ascending=False, kind='stable').drop_duplicates('seq_id').set_index('seq_id')['category_id']
+    top = (df.sort_values(['count', 'score'], ascending=False, kind='stable').drop_duplicates('seq_id')
+           .set_index('seq_id')['category_id'])
     top = top.where(df.groupby('seq_id')['count'].max().reindex(top.index) > 0, EMPTY)
     return top.reindex(pd.Index(pd.unique(df['seq_id']), name='seq_id')).astype('int64').rename('label')
 
@@ -213,9 +254,10 @@ def image_accuracy(image_preds:pd.DataFrame, # image_id, label (image_preds tabl
     "Per-image top-1 accuracy (the 2019 and 2020 metric)."
     return accuracy(image_preds.set_index('image_id')['label'], image_labels(labels), 'image_preds', 'labels')
 
+# %% ../nbs/08_metrics.ipynb #f201c8a1
 def seq_accuracy(seq_preds:pd.DataFrame, # seq_id, category_id, count, score (seq_preds table)
                  labels:pd.DataFrame, # labels table: image_id, category_id
-                 images:pd.DataFrame, # images table (image_id, seq_id) of the scored sequences, e.g. the test split
+                 images:pd.DataFrame, # images table (image_id, seq_id) of the scored sequences (a split)
                 )->float: # fraction of sequences whose top label is right
     "Per-sequence top-1 accuracy: `seq_pred_labels` against `seq_labels`."
     return accuracy(seq_pred_labels(seq_preds), seq_labels(labels, images), 'seq_preds', 'labels')
@@ -230,22 +272,27 @@ def top_k_error(probs:pd.DataFrame, # probs table: index image_id (or crop_id), 
     "Top-k error (k=5: the classic top-5 error) of a probability table against true labels."
     p = check_probs(probs, vocab, source)
     field = truth.index.name or 'id'
-    _check_ids(p.index, source, field); _check_ids(truth.index, 'truth', field)
+    _check_ids(p.index, source, field)
+    _check_ids(truth.index, 'truth', field)
     _same_ids(p.index, truth.index, source, field)
     a, t = p.reindex(truth.index).to_numpy(), pd.Index(vocab).get_indexer(truth.to_numpy())
-    if (t < 0).any(): log.info('%s: %d true labels are not in the vocabulary (counted as errors)', source, int((t < 0).sum()))
+    if (t < 0).any():
+        log.info('%s: %d true labels are not in the vocabulary (counted as errors)', source,
+                 int((t < 0).sum()))
     k = min(k, a.shape[1])
     top = np.argpartition(-a, k - 1, axis=1)[:, :k]
     return float(1 - ((top == t[:, None]) & (t[:, None] >= 0)).any(1).mean())
 
 # %% ../nbs/08_metrics.ipynb #16294e71
 def sequences_to_submit(images:pd.DataFrame, # images table: seq_id (and split)
-                   split:str|None='test', # keep only this split (None: every image)
-                  )->list: # seq ids in order of first appearance
+                        split:str|None='test', # keep only this split (None: every image)
+                       )->list: # seq ids in order of first appearance
     "The sequences to submit, in the order the test information lists their images."
-    if split is not None and 'split' in images.columns: images = images[images['split'] == split]
-    return list(pd.unique(images['seq_id']))
+    s = images['seq_id'].to_numpy(object)
+    if split is not None and 'split' in images.columns: s = s[(images['split'] == split).to_numpy()]
+    return list(pd.unique(s[np.r_[True, s[1:] != s[:-1]]])) # a burst's frames are adjacent: drop repeats first
 
+# %% ../nbs/08_metrics.ipynb #516bbc2c
 def counts_to_submission(counts:pd.DataFrame, # counts matrix (index seq_id)
                          seq_ids:list, # every test sequence, in submission order (see `sequences_to_submit`)
                          species:list[int], # training categories (0 dropped): one Predicted column each
@@ -257,11 +304,12 @@ def counts_to_submission(counts:pd.DataFrame, # counts matrix (index seq_id)
     _check_ids(ids, 'seq_ids', 'seq_id')
     _same_ids(c.index, ids, source, 'seq_id')
     c = c.reindex(ids)
-    out = pd.DataFrame(c.to_numpy(), columns=[f'{SUBMISSION_PREFIX}{i}' for i in c.columns])
+    out = pd.DataFrame(c.to_numpy(), columns=[f'{_SUBMISSION_PREFIX}{i}' for i in c.columns])
     out.insert(0, 'Id', ids.to_numpy())
     return out
 
-def submission_2021(seq_preds:pd.DataFrame, # seq_preds table: seq_id, category_id, count (empty: category 0, count 0)
+# %% ../nbs/08_metrics.ipynb #f8c3571d
+def submission_2021(seq_preds:pd.DataFrame, # seq_preds table: seq_id, category_id, count (empty: 0, 0)
                     seq_ids:list, # every test sequence, in submission order (see `sequences_to_submit`)
                     species:list[int], # training categories (e.g. `class_vocab(train categories)`); 0 dropped
                    )->pd.DataFrame: # Id, Predicted<id>... : the 2021 submission
@@ -270,7 +318,7 @@ def submission_2021(seq_preds:pd.DataFrame, # seq_preds table: seq_id, category_
 
 # %% ../nbs/08_metrics.ipynb #8c12df9e
 SUB2020_COLS = ['Id', 'Category'] # header of the real 2020 Kaggle sample submission
-SUB2020_README = ['id', 'animal_class'] # header shown in the 2019/2020 readmes (also read)
+_SUB2020_README = ['id', 'animal_class'] # header shown in the 2019/2020 readmes (also read)
 
 def submission_2020(seq_label:pd.Series, # label per seq_id (e.g. `seq_pred_labels(seq_preds)`)
                     images:pd.DataFrame, # test images: image_id, seq_id, in test information order
@@ -278,7 +326,9 @@ def submission_2020(seq_label:pd.Series, # label per seq_id (e.g. `seq_pred_labe
     "The iWildCam 2020 submission table: each test image gets its sequence's label."
     _check_ids(seq_label.index, 'seq_label', 'seq_id')
     lab = seq_label.reindex(images['seq_id']).to_numpy()
-    if pd.isna(lab).any(): raise InputError('seq_label', 'seq_id', f'sequence {images.seq_id[pd.isna(lab)].iloc[0]!r} has no label')
+    if pd.isna(lab).any():
+        raise InputError('seq_label', 'seq_id',
+                         f'sequence {images.seq_id[pd.isna(lab)].iloc[0]!r} has no label')
     return pd.DataFrame({'Id': images['image_id'].to_numpy(), 'Category': lab.astype('int64')})
 
 # %% ../nbs/08_metrics.ipynb #dd62fbed
@@ -291,48 +341,104 @@ def _read_csv(path)->pd.DataFrame:
         if dup: raise InputError(path, 'header', f'column {dup[0]!r} appears twice')
         return pd.read_csv(path, dtype=dict.fromkeys(head[:1], str), keep_default_na=False, na_values=[''])
     except pd.errors.EmptyDataError: raise InputError(path, '-', 'empty file') from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise InputError(path, '-', f'not a readable CSV ({e})') from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise InputError(path, '-', f'not a readable CSV ({e})') from None
 
 def _labels_2020(df:pd.DataFrame, source:str)->pd.DataFrame:
     "A 2020 table (Id, Category) checked: unique ids, integer categories >= 0; indexed by image_id."
     ids = pd.Index(df.iloc[:, 0], name='image_id')
-    if ids.isna().any(): raise InputError(source, 'Id', f'empty Id in row {int(np.flatnonzero(ids.isna())[0]) + 2}')
+    if ids.isna().any():
+        raise InputError(source, 'Id', f'empty Id in row {int(np.flatnonzero(ids.isna())[0]) + 2}')
     _check_ids(ids, source, 'Id')
     lab = _as_counts(df.iloc[:, 1], ids, source, 'Category')[:, 0]
     return pd.DataFrame({'category_id': lab}, index=ids)
 
 def _counts_2021(df:pd.DataFrame, source:str)->pd.DataFrame:
     "A 2021 table (Id, Predicted<id>...) checked as a counts matrix indexed by seq_id."
-    bad = [c for c in df.columns[1:] if not (c.startswith(SUBMISSION_PREFIX) and c[len(SUBMISSION_PREFIX):].isdigit())]
-    if bad: raise InputError(source, f'column {bad[0]!r}', f'bad header: expected {SUBMISSION_PREFIX}<category id> columns after Id (2021) or {",".join(SUB2020_COLS)} (2020)')
+    bad = [c for c in df.columns[1:]
+           if not (c.startswith(_SUBMISSION_PREFIX) and c[len(_SUBMISSION_PREFIX):].isdigit())]
+    if bad:
+        raise InputError(source, f'column {bad[0]!r}',
+                         f'bad header: expected {_SUBMISSION_PREFIX}<category id> columns after Id (2021) or '
+                         f'{",".join(SUB2020_COLS)} (2020)')
     ids = pd.Index(df['Id'], name='seq_id')
-    if ids.isna().any(): raise InputError(source, 'Id', f'empty Id in row {int(np.flatnonzero(ids.isna())[0]) + 2}')
+    if ids.isna().any():
+        raise InputError(source, 'Id', f'empty Id in row {int(np.flatnonzero(ids.isna())[0]) + 2}')
     return check_counts(df.iloc[:, 1:].set_axis(ids), source=source)
 
 # %% ../nbs/08_metrics.ipynb #eb2a5438
 def parse_submission(df:pd.DataFrame, # a submission table as read (header as columns)
                      source:str='submission', # name for error messages
-                    )->pd.DataFrame: # 2021: counts matrix by seq_id; 2020: category_id by image_id; `.attrs['format']`
+                    )->pd.DataFrame: # counts by seq_id (2021) or category_id by image_id (2020)
     "Check a submission table of either format and return it in this package's form."
     cols = [str(c) for c in df.columns]
-    if cols in (SUB2020_COLS, SUB2020_README): out, fmt = _labels_2020(df, source), '2020'
-    elif cols[:1] == ['Id'] and len(cols) > 1: out, fmt = _counts_2021(df.set_axis(cols, axis=1), source), '2021'
-    else: raise InputError(source, 'header', f'bad header {",".join(cols[:4])}{",..." if len(cols) > 4 else ""}: expected '
-                           f'Id,{SUBMISSION_PREFIX}<id>,... (2021) or {",".join(SUB2020_COLS)} (2020)')
+    if cols in (SUB2020_COLS, _SUB2020_README): out, fmt = _labels_2020(df, source), '2020'
+    elif cols[:1] == ['Id'] and len(cols) > 1:
+        out, fmt = _counts_2021(df.set_axis(cols, axis=1), source), '2021'
+    else:
+        raise InputError(source, 'header',
+                         f'bad header {",".join(cols[:4])}{",..." if len(cols) > 4 else ""}: expected '
+                         f'Id,{_SUBMISSION_PREFIX}<id>,... (2021) or {",".join(SUB2020_COLS)} (2020)')
     out.attrs['format'] = fmt
     return out
 
+# %% ../nbs/08_metrics.ipynb #9a1b2c3d
+_QUOTED = np.frombuffer(b',"\r\n', np.uint8) # bytes that make pandas quote a CSV field
+
+def _plain_ids(ids:pd.Series)->np.ndarray|None:
+    "`ids` as NUL-padded ASCII bytes (a row each), or None where pandas would write one of them otherwise."
+    if not len(ids) or ids.isna().any() or pd.api.types.infer_dtype(ids, skipna=False) != 'string': return None
+    try: b = ids.to_numpy(object).astype('S')
+    except UnicodeEncodeError: return None
+    u = b.view(np.uint8).reshape(len(b), -1)
+    if (np.char.str_len(b) < (u != 0).sum(1)).any(): return None # a NUL inside an id
+    if (u[:, 0] == 0).any() or np.isin(u, _QUOTED).any(): return None # an empty id, or one pandas quotes
+    return u
+
+def _csv_rows(ids:np.ndarray, a:np.ndarray)->bytes:
+    "CSV lines `id,a0,a1,...` of byte ids (`_plain_ids`) and ints `a` >= 0, as pandas `to_csv` writes them."
+    n, k = a.shape
+    w = len(str(int(a.max()))) if a.size else 1
+    p = 10**np.arange(w - 1, -1, -1, dtype=np.int64) # one byte per decimal place, then the separator
+    cells = np.empty((n, k, w + 1), np.uint8)
+    cells[..., :w] = a[..., None]//p % 10 + ord('0')
+    cells[..., w], cells[:, -1, w] = ord(','), ord('\n')
+    keep = np.ones((n, k, w + 1), bool)
+    keep[..., :w] = (a[..., None] >= p) | (p == 1) # no leading zeros
+    row = np.concatenate([ids, np.full((n, 1), ord(','), np.uint8), cells.reshape(n, -1)], 1)
+    return row[np.concatenate([ids != 0, np.ones((n, 1), bool), keep.reshape(n, -1)], 1)].tobytes()
+
+def _write_int_csv(df:pd.DataFrame, dest, block:int=16*ROW_BLOCK)->Path:
+    "Write `df` (text ids, then int columns) byte for byte as `write_csv` would, by blocks of rows."
+    ids = _plain_ids(df.iloc[:, 0])
+    ints = len(df.columns) > 1 and all(t.kind in 'iu' for t in df.dtypes.iloc[1:])
+    if ids is None or not ints or os.linesep != '\n' or (df.iloc[:, 1:] < 0).any().any():
+        return write_csv(df, dest) # the general (slower) writer
+    with atomic_path(dest) as tmp, open(tmp, 'wb') as f:
+        f.write(df.iloc[:0].to_csv(index=False).encode()) # the header, as pandas writes it
+        for i in range(0, len(df), block):
+            f.write(_csv_rows(ids[i:i + block], df.iloc[i:i + block, 1:].to_numpy(np.int64)))
+    return Path(dest)
+
+def _check_blocks(sub:pd.DataFrame, source:str, block:int=16*ROW_BLOCK):
+    "`parse_submission` on blocks of rows (memory bounded by a block), then the check across blocks: no Id twice."
+    for i in range(0, max(len(sub), 1), block):
+        parse_submission(sub.iloc[i:i + block].astype({'Id': str}), source)
+    if len(sub) > block: _check_ids(pd.Index(sub['Id'].astype(str)), source, 'Id')
+
+def write_submission(sub:pd.DataFrame, # `submission_2021`, `counts_to_submission` or `submission_2020` table
+                     dest, # CSV to write (atomically)
+                    )->Path: # `dest`
+    "Check a submission table as `read_submission` would, then write it atomically."
+    _check_blocks(sub, str(dest))
+    return _write_int_csv(sub, dest)
+
+
+# %% ../nbs/08_metrics.ipynb #2a3b4c5d
 def read_submission(path, # CSV in the 2021 (Id,Predicted<id>,...) or 2020 (Id,Category) format
-                   )->pd.DataFrame: # 2021: counts matrix by seq_id; 2020: category_id by image_id; `.attrs['format']`
+                   )->pd.DataFrame: # counts by seq_id (2021) or category_id by image_id (2020)
     "Read and check a Kaggle submission file of either format."
     return parse_submission(_read_csv(path), str(path))
-
-def write_submission(sub:pd.DataFrame, # table from `submission_2021`, `counts_to_submission` or `submission_2020`
-                     dest, # CSV to write (atomically)
-                    )->Path:
-    "Check a submission table as `read_submission` would, then write it atomically."
-    parse_submission(sub.astype({'Id': str}), str(dest))
-    return write_csv(sub, dest)
 
 # %% ../nbs/08_metrics.ipynb #97ac15e3
 def read_truth(path, # 2021 counts CSV, sample counts CSV (seq_id,split,category_id,count) or 2020 Id,Category
@@ -341,7 +447,8 @@ def read_truth(path, # 2021 counts CSV, sample counts CSV (seq_id,split,category
     "Read ground truth for `score` in any of its accepted forms."
     df, source = _read_csv(path), str(path)
     if {'seq_id', 'category_id', 'count'} <= set(df.columns):
-        out = counts_from_truth(df, split if 'split' in df.columns else None, source=source); out.attrs['format'] = '2021'
+        out = counts_from_truth(df, split if 'split' in df.columns else None, source=source)
+        out.attrs['format'] = '2021'
         return out
     if list(df.columns) == ['image_id', 'category_id']: df = df.set_axis(SUB2020_COLS, axis=1)
     return parse_submission(df, source)
@@ -356,7 +463,10 @@ def score_counts(pred:pd.DataFrame, # predicted counts matrix (index seq_id)
     "The 2021 scores of a counts matrix: MCRMSE, SCRSSE and a few figures that explain them."
     sp = species_ids(species if species is not None else pred.columns)
     unknown = sorted(set(_count_cols(truth.columns, truth_source)) - set(sp))
-    if unknown: raise InputError(truth_source, f'column {unknown[0]}', f'category {unknown[0]} has no column in {pred_source} ({len(unknown)} such categories)')
+    if unknown:
+        raise InputError(truth_source, f'column {unknown[0]}',
+                         f'category {unknown[0]} has no column in {pred_source} '
+                         f'({len(unknown)} such categories)')
     p, t, cols = align_counts(pred, truth, sp, pred_source, truth_source)
     rmse = np.sqrt(((p - t)**2).mean(0))
     return {'format': '2021 counts per sequence', 'sequences': len(t), 'species columns': len(cols),
@@ -365,6 +475,15 @@ def score_counts(pred:pd.DataFrame, # predicted counts matrix (index seq_id)
             'sequences exactly right': float((p == t).all(1).mean()),
             'worst species (RMSE)': f'{cols[int(rmse.argmax())]} ({rmse.max():.4g})'}
 
+# %% ../nbs/08_metrics.ipynb #3c4d5e6f
+def format_scores(scores:dict, # as returned by `score`
+                 )->str: # one `name: value` line per metric
+    "The scores as aligned text lines for the command line."
+    w = max(map(len, scores))
+    return '\n'.join(f'{k:<{w}}  {v:.4f}' if isinstance(v, float) else f'{k:<{w}}  {v}'
+                     for k, v in scores.items())
+
+# %% ../nbs/08_metrics.ipynb #6f7a8b9c
 def score(submission, # submission CSV (2021 or 2020 format)
           truth, # truth CSV (see `read_truth`)
           split:str|None='test', # rows of a counts truth with a `split` column to score against
@@ -373,13 +492,8 @@ def score(submission, # submission CSV (2021 or 2020 format)
     "Score a submission file against a truth file: MCRMSE and SCRSSE (2021) or accuracy (2020)."
     sub, tru = read_submission(submission), read_truth(truth, split)
     if sub.attrs['format'] != tru.attrs['format']:
-        raise InputError(truth, '-', f"truth is in the {tru.attrs['format']} format, the submission {submission} in the {sub.attrs['format']} one")
+        raise InputError(truth, '-', f"truth is in the {tru.attrs['format']} format, "
+                                     f"the submission {submission} in the {sub.attrs['format']} one")
     if sub.attrs['format'] == '2021': return score_counts(sub, tru, species, str(submission), str(truth))
     acc = accuracy(sub.category_id, tru.category_id, str(submission), str(truth))
     return {'format': '2020 label per image', 'images': len(tru), 'accuracy': acc}
-
-def format_scores(scores:dict, # as returned by `score`
-                 )->str: # one `name: value` line per metric
-    "The scores as aligned text lines for the command line."
-    w = max(map(len, scores))
-    return '\n'.join(f'{k:<{w}}  {v:.4f}' if isinstance(v, float) else f'{k:<{w}}  {v}' for k, v in scores.items())

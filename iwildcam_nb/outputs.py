@@ -10,19 +10,19 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from . import __version__
 from .core import require_columns, InputError, log, posix_rel, require, write_csv, write_json
-from .data import iso_times, wall_clock
+from .fields import iso_times, wall_clock
 from .vocab import ROW_BLOCK
-from .preprocess import crop_id
+from .crops import crop_id
 
 # %% auto #0
-__all__ = ['DETECTION_CATEGORIES', 'MD_FORMAT_VERSION', 'DECIMALS', 'CLASSIFIER_NAME', 'BOX_TOL', 'SPECIESNET_LABELS',
-           'SEQUENCE_COLS', 'NO_ANSWER', 'OUTPUT_FILES', 'MD_FAILURE_STAGES', 'md_classified', 'check_md_format',
-           'speciesnet_predictions', 'sequence_table', 'add_unanswered', 'write_outputs']
+__all__ = ['DETECTION_CATEGORIES', 'MD_FORMAT_VERSION', 'DECIMALS', 'CLASSIFIER_NAME', 'NO_ANSWER', 'OUTPUT_FILES',
+           'md_classified', 'check_md_format', 'speciesnet_predictions', 'sequence_table', 'add_unanswered',
+           'write_outputs']
 
 # %% ../nbs/08a_outputs.ipynb #345e5cc0
 DETECTION_CATEGORIES = {'1': 'animal', '2': 'person', '3': 'vehicle'} # MegaDetector's detection category ids
 MD_FORMAT_VERSION = '1.4' # the MegaDetector output format version we write
-DECIMALS = 4 # decimals kept for confidences, box coordinates and class probabilities (MegaDetector writes 3-4)
+DECIMALS = 4 # decimals kept for confidences, box coordinates, probabilities (MegaDetector writes 3-4)
 CLASSIFIER_NAME = f'iwildcam_nb {__version__}' # `info.classifier` and SpeciesNet's `model_version`
 _DET_IDS = {v: k for k,v in DETECTION_CATEGORIES.items()}
 
@@ -35,25 +35,31 @@ def _checked_images(images:pd.DataFrame)->pd.DataFrame:
     "`images` with a fresh index, refusing a missing column, a missing file_name or an image listed twice."
     _need_cols(images, ('image_id', 'file_name'), 'images')
     ims = images.reset_index(drop=True)
-    for bad, what in ((ims.image_id.duplicated(), 'is listed twice'), (ims.file_name.isna(), 'has no file_name')):
-        if bad.any(): raise InputError('images', f'row {int(np.flatnonzero(bad)[0])}', f'image {ims.image_id[bad].iloc[0]!r} {what}')
+    for bad, what in ((ims.image_id.duplicated(), 'is listed twice'),
+                      (ims.file_name.isna(), 'has no file_name')):
+        if bad.any():
+            raise InputError('images', f'row {int(np.flatnonzero(bad)[0])}',
+                             f'image {ims.image_id[bad].iloc[0]!r} {what}')
     return ims
 
 def _det_ids(cat:pd.Series)->list:
     "MegaDetector category ids ('1') of detection category names ('animal')."
     ids = cat.map(_DET_IDS)
-    if ids.isna().any(): raise InputError('detections', f'row {ids.index[ids.isna()][0]}', f'category {cat[ids.isna()].iloc[0]!r} is not one of {", ".join(_DET_IDS)}')
+    if ids.isna().any():
+        raise InputError('detections', f'row {ids.index[ids.isna()][0]}',
+                         f'category {cat[ids.isna()].iloc[0]!r} is not one of {", ".join(_DET_IDS)}')
     return ids.tolist()
 
 # %% ../nbs/08a_outputs.ipynb #88256fcb
 def _box_order(ims:pd.DataFrame, # checked images table
                dets:pd.DataFrame, # detections table
-              )->tuple[pd.DataFrame, np.ndarray]: # (boxes of those images in order, start of each image's boxes + the end)
-    "Detections sorted by their image's row in `ims`, then det_idx; boxes of images not in `ims` are dropped (logged)."
+              )->tuple[pd.DataFrame, np.ndarray]: # (boxes in order, where each image's boxes start; + end)
+    "Detections sorted by their image's row in `ims`, then det_idx; boxes of other images dropped (logged)."
     _need_cols(dets, ('image_id', 'det_idx', 'category', 'conf', 'x', 'y', 'w', 'h'), 'detections')
     pos = pd.Index(ims.image_id).get_indexer(dets.image_id)
-    if (pos < 0).any(): log.warning(f'detections: {(pos < 0).sum()} boxes belong to images not in the images table: left out '
-                                    f'(first: {dets.image_id[pos < 0].iloc[0]!r})')
+    if (pos < 0).any():
+        log.warning(f'detections: {(pos < 0).sum()} boxes belong to images not in the images table: left out '
+                    f'(first: {dets.image_id[pos < 0].iloc[0]!r})')
     d, pos = dets[pos >= 0], pos[pos >= 0]
     o = np.lexsort((d.det_idx.to_numpy(), pos))
     return d.iloc[o], np.searchsorted(pos[o], np.arange(len(ims) + 1))
@@ -65,16 +71,18 @@ def _box_records(d:pd.DataFrame, # ordered detections (`_box_order`)
     cat, conf = _det_ids(d.category), d.conf.to_numpy(float).round(DECIMALS).tolist()
     bb = d[['x', 'y', 'w', 'h']].to_numpy(float).round(DECIMALS).tolist()
     if labels is None: return [{'category': c, 'conf': p, 'bbox': b} for c,p,b in zip(cat, conf, bb)]
-    return [{'category': c, 'label': labels[n], 'conf': p, 'bbox': b} for c,n,p,b in zip(cat, d.category, conf, bb)]
+    return [{'category': c, 'label': labels[n], 'conf': p, 'bbox': b}
+            for c,n,p,b in zip(cat, d.category, conf, bb)]
 
 # %% ../nbs/08a_outputs.ipynb #884f41fe
 def _top_k(probs:pd.DataFrame, # probs table (index: image_id or crop_id; int category columns)
            keys, # the rows wanted, in order
            k:int, # how many classes to keep
            block:int=ROW_BLOCK, # rows per numpy call
-          )->tuple[np.ndarray, np.ndarray, np.ndarray]: # (positions in `keys` that have a row, their k column positions, their k probabilities)
-    "The `k` most probable classes of the row of each key, most probable first, probabilities rounded to `DECIMALS`."
-    if not probs.index.is_unique: raise InputError('probs', f'row {probs.index[probs.index.duplicated()][0]!r}', 'listed twice')
+          )->tuple[np.ndarray, np.ndarray, np.ndarray]: # (where `keys` have a row, their k columns, k probs)
+    "The `k` most probable classes of each key's row, most probable first, probs rounded to `DECIMALS`."
+    if not probs.index.is_unique:
+        raise InputError('probs', f'row {probs.index[probs.index.duplicated()][0]!r}', 'listed twice')
     rows, a = probs.index.get_indexer(keys), probs.to_numpy()
     have, k = np.flatnonzero(rows >= 0), max(1, min(int(k), a.shape[1]))
     top, val = np.zeros((len(have), k), np.int64), np.zeros((len(have), k))
@@ -83,7 +91,8 @@ def _top_k(probs:pd.DataFrame, # probs table (index: image_id or crop_id; int ca
         t = np.argpartition(-x, k - 1, axis=1)[:, :k]
         v = np.take_along_axis(x, t, 1).astype(np.float64) # float32 0.9 is 0.8999999761...: round in float64
         o = np.argsort(-v, axis=1, kind='stable')
-        top[s:s + block], val[s:s + block] = np.take_along_axis(t, o, 1), np.take_along_axis(v, o, 1).round(DECIMALS)
+        top[s:s + block], val[s:s + block] = (np.take_along_axis(t, o, 1),
+                                              np.take_along_axis(v, o, 1).round(DECIMALS))
     return have, top, val
 
 def _check_names(probs:pd.DataFrame, names:dict, source:str):
@@ -94,15 +103,18 @@ def _check_names(probs:pd.DataFrame, names:dict, source:str):
 # %% ../nbs/08a_outputs.ipynb #2670ebef
 def _failures(failures:pd.DataFrame|None, # image_id, stage, reason (several rows per image allowed)
               ims:pd.DataFrame, # checked images table
-             )->pd.DataFrame: # per row of `ims`: text ('stage: reason; ...', NaN if none), stages (list, [] if none)
+             )->pd.DataFrame: # per row of `ims`: text ('stage: reason; ...', or NaN), stages (list, maybe [])
     "Each image's failures: one text for MegaDetector's `failure`, the stages for SpeciesNet's `failures`."
     if failures is None or not len(failures):
         return pd.DataFrame({'text': np.nan, 'stages': [[] for _ in range(len(ims))]})
     _need_cols(failures, ('image_id', 'stage', 'reason'), 'failures')
-    f = failures.assign(text=failures.stage.astype(str) + ': ' + failures.reason.astype(str), stage=failures.stage.astype(str).str.upper())
-    g = f.groupby(f.image_id.astype(str).to_numpy(), sort=False).agg(text=('text', '; '.join), stages=('stage', lambda s: list(dict.fromkeys(s))))
+    f = failures.assign(text=failures.stage.astype(str) + ': ' + failures.reason.astype(str),
+                        stage=failures.stage.astype(str).str.upper())
+    g = f.groupby(f.image_id.astype(str).to_numpy(), sort=False).agg(
+        text=('text', '; '.join), stages=('stage', lambda s: list(dict.fromkeys(s))))
     g = g.reindex(ims.image_id.astype(str).to_numpy())
-    return pd.DataFrame({'text': g.text.to_numpy(), 'stages': [s if isinstance(s, list) else [] for s in g.stages]})
+    return pd.DataFrame({'text': g.text.to_numpy(),
+                         'stages': [s if isinstance(s, list) else [] for s in g.stages]})
 
 # %% ../nbs/08a_outputs.ipynb #e89d4015
 def _crop_ids(d:pd.DataFrame)->list[str]:
@@ -115,23 +127,25 @@ def _crop_ids(d:pd.DataFrame)->list[str]:
 def _md_info(info:dict|None)->dict:
     "The `info` object: format version, classifier and completion time, then the caller's `info` on top."
     now = datetime.now().strftime('%Y-%m-%d %H:%M:%S')
-    return {'format_version': MD_FORMAT_VERSION, 'classifier': CLASSIFIER_NAME, 'classification_completion_time': now, **(info or {})}
+    return {'format_version': MD_FORMAT_VERSION, 'classifier': CLASSIFIER_NAME,
+            'classification_completion_time': now, **(info or {})}
 
 def _md_images(ims:pd.DataFrame, recs:list, bounds:np.ndarray, fail:pd.Series)->list[dict]:
-    "One entry per image: its posix `file` and its slice of the box records, or its failure and null detections."
+    "One entry per image: its posix `file` and its slice of the box records, or its failure, null detections."
     files = posix_rel(ims.file_name.astype(str)).tolist()
-    return [{'file': f, 'failure': why, 'detections': None} if isinstance(why, str) else {'file': f, 'detections': recs[bounds[i]:bounds[i + 1]]}
+    return [{'file': f, 'failure': why, 'detections': None} if isinstance(why, str)
+            else {'file': f, 'detections': recs[bounds[i]:bounds[i + 1]]}
             for i, (f, why) in enumerate(zip(files, fail))]
 
-def md_classified(images:pd.DataFrame, # images table: image_id, file_name (+ width, height...); one entry each, in this order
+def md_classified(images:pd.DataFrame, # images table: image_id, file_name (+ width, height...): the entries
                   dets:pd.DataFrame, # detections table: image_id, det_idx, category, conf, x, y, w, h
-                  crop_probs:pd.DataFrame|None, # crop-model probs indexed by crop_id (None: no classifications)
+                  crop_probs:pd.DataFrame|None, # crop-model probs by crop_id (None: no classifications)
                   names:dict, # category id (int) -> name, for `classification_categories`
-                  failures:pd.DataFrame|None=None, # image_id, stage, reason: these get `failure` and null detections
+                  failures:pd.DataFrame|None=None, # image_id, stage, reason: these get a `failure`
                   top_k:int=3, # classifications kept per box
                   info:dict|None=None, # extra `info` fields (e.g. `detector`), merged over ours
                  )->dict:
-    "MegaDetector batch output (format 1.4) of `images`: every box, each box's top-k crop classes, and the failures."
+    "MegaDetector batch output (format 1.4) of `images`: every box, its top-k crop classes, and the failures."
     ims = _checked_images(images)
     d, bounds = _box_order(ims, dets)
     recs = _box_records(d)
@@ -146,7 +160,7 @@ def md_classified(images:pd.DataFrame, # images table: image_id, file_name (+ wi
             'images': _md_images(ims, recs, bounds, _failures(failures, ims).text)}
 
 # %% ../nbs/08a_outputs.ipynb #4d1e82f5
-BOX_TOL = 1e-3 # overshoot past [0, 1] (normalized units) tolerated in boxes: 4-decimal rounding moves x + w by up to 1e-4
+_BOX_TOL = 1e-3 # overshoot past [0, 1] tolerated in boxes: 4-decimal rounding moves x + w by up to 1e-4
 
 def _is_num(v)->bool:
     "True for a finite JSON number (not a bool)."
@@ -162,102 +176,133 @@ def _check_categories(d:dict, key:str, source:str, required:bool)->dict:
         if required: raise InputError(source, key, 'required field is missing')
         return {}
     cats = d[key]
-    if not isinstance(cats, dict): raise InputError(source, key, f'expected an object of "id": "name" strings, got {type(cats).__name__}')
+    if not isinstance(cats, dict):
+        raise InputError(source, key,
+                         f'expected an object of "id": "name" strings, got {type(cats).__name__}')
     for k,v in cats.items():
         if not (isinstance(k, str) and k.isascii() and k.isdigit()):
-            raise InputError(source, f'{key}.{k}', 'category ids must be non-negative integers written as strings, such as "1"')
-        if not (isinstance(v, str) and v): raise InputError(source, f'{key}.{k}', f'expected a non-empty name string, got {v!r}')
+            raise InputError(source, f'{key}.{k}',
+                             'category ids must be non-negative integers written as strings, such as "1"')
+        if not (isinstance(v, str) and v):
+            raise InputError(source, f'{key}.{k}', f'expected a non-empty name string, got {v!r}')
     return cats
 
 def _check_info(d:dict, source:str):
     "`info` must be an object whose `format_version` is a string-formatted number, 1.3 or later."
     info = d.get('info')
-    if not isinstance(info, dict): raise InputError(source, 'info', 'required object is missing' if info is None else f'expected an object, got {type(info).__name__}')
+    if not isinstance(info, dict):
+        raise InputError(source, 'info', 'required object is missing' if info is None
+                         else f'expected an object, got {type(info).__name__}')
     v = require(info, 'format_version', source, 'info')
     try: ok = isinstance(v, str) and float(v) >= 1.3
     except ValueError: ok = False
-    if not ok: raise InputError(source, 'info.format_version', f'expected a version string such as "1.4" (1.3 or later), got {v!r}')
+    if not ok:
+        raise InputError(source, 'info.format_version',
+                         f'expected a version string such as "1.4" (1.3 or later), got {v!r}')
 
 # %% ../nbs/08a_outputs.ipynb #ddc32319
-def _check_bbox(b, where:str, source:str, tol:float=BOX_TOL):
+def _check_bbox(b, where:str, source:str, tol:float=_BOX_TOL):
     "`b` must be [x, y, w, h], 4 numbers in [0, 1] with x + w and y + h at most 1 (within `tol`)."
     if not (isinstance(b, list) and len(b) == 4 and all(_is_prob(v, tol) for v in b)):
-        raise InputError(source, where, f'expected [x, y, w, h]: 4 numbers in [0, 1] (normalized to the image size), got {b!r:.80}')
-    if b[0] + b[2] > 1 + tol or b[1] + b[3] > 1 + tol: raise InputError(source, where, f'box {b} extends past the image (x + w or y + h above 1)')
+        raise InputError(source, where,
+                         f'expected [x, y, w, h]: 4 numbers in [0, 1] (normalized to the image size), '
+                         f'got {b!r:.80}')
+    if b[0] + b[2] > 1 + tol or b[1] + b[3] > 1 + tol:
+        raise InputError(source, where, f'box {b} extends past the image (x + w or y + h above 1)')
 
 def _check_classifications(cl, where:str, ccats:dict, source:str):
-    "`cl` must be null or a list of [key of classification_categories, confidence in [0, 1]] in descending order."
+    "`cl` must be null or a list of [key of classification_categories, confidence in [0, 1]], descending."
     if cl is None: return
-    if not isinstance(cl, list): raise InputError(source, where, f'expected a list of [category id, confidence] pairs, got {cl!r:.80}')
+    if not isinstance(cl, list):
+        raise InputError(source, where, f'expected a list of [category id, confidence] pairs, got {cl!r:.80}')
     prev = math.inf
     for j, o in enumerate(cl):
         w = f'{where}[{j}]'
-        if not (isinstance(o, list) and len(o) == 2): raise InputError(source, w, f'expected a [category id, confidence] pair, got {o!r:.80}')
-        if not (isinstance(o[0], str) and o[0] in ccats): raise InputError(source, f'{w}[0]', f'{o[0]!r} is not a key of classification_categories')
-        if not _is_prob(o[1]): raise InputError(source, f'{w}[1]', f'expected a confidence in [0, 1], got {o[1]!r}')
-        if o[1] > prev: raise InputError(source, w, 'classifications must be listed in descending order of confidence')
+        if not (isinstance(o, list) and len(o) == 2):
+            raise InputError(source, w, f'expected a [category id, confidence] pair, got {o!r:.80}')
+        if not (isinstance(o[0], str) and o[0] in ccats):
+            raise InputError(source, f'{w}[0]', f'{o[0]!r} is not a key of classification_categories')
+        if not _is_prob(o[1]):
+            raise InputError(source, f'{w}[1]', f'expected a confidence in [0, 1], got {o[1]!r}')
+        if o[1] > prev:
+            raise InputError(source, w, 'classifications must be listed in descending order of confidence')
         prev = o[1]
 
-def _check_detection(det, where:str, dcats:dict, ccats:dict, source:str, tol:float=BOX_TOL):
-    "One box: category a key of detection_categories, conf in [0, 1], a normalized bbox, valid classifications."
+def _check_detection(det, where:str, dcats:dict, ccats:dict, source:str, tol:float=_BOX_TOL):
+    "One box: a category of detection_categories, conf in [0, 1], a normalized bbox, valid classifications."
     if not isinstance(det, dict): raise InputError(source, where, f'expected an object, got {det!r:.80}')
     cat, conf, bbox = (require(det, k, source, where) for k in ('category', 'conf', 'bbox'))
-    if not (isinstance(cat, str) and cat in dcats): raise InputError(source, f'{where}.category', f'{cat!r} is not a key of detection_categories')
-    if not _is_prob(conf): raise InputError(source, f'{where}.conf', f'expected a confidence in [0, 1], got {conf!r}')
+    if not (isinstance(cat, str) and cat in dcats):
+        raise InputError(source, f'{where}.category', f'{cat!r} is not a key of detection_categories')
+    if not _is_prob(conf):
+        raise InputError(source, f'{where}.conf', f'expected a confidence in [0, 1], got {conf!r}')
     _check_bbox(bbox, f'{where}.bbox', source, tol)
     _check_classifications(det.get('classifications'), f'{where}.classifications', ccats, source)
 
 # %% ../nbs/08a_outputs.ipynb #be5185ef
-def _check_image(im, i:int, dcats:dict, ccats:dict, source:str, tol:float=BOX_TOL):
-    "One image entry: a `file` string; a failure string with null detections, or a detections list of valid boxes."
+def _check_image(im, i:int, dcats:dict, ccats:dict, source:str, tol:float=_BOX_TOL):
+    "One image entry: a `file` string; a failure string and null detections, or a list of valid boxes."
     where = f'images[{i}]'
     f = require(im, 'file', source, where)
-    if not (isinstance(f, str) and f): raise InputError(source, f'{where}.file', f'expected a non-empty path string, got {f!r}')
+    if not (isinstance(f, str) and f):
+        raise InputError(source, f'{where}.file', f'expected a non-empty path string, got {f!r}')
     fail, dets = im.get('failure'), im.get('detections')
     if fail is not None:
-        if not isinstance(fail, str): raise InputError(source, f'{where}.failure', f'expected a string (the reason) or null, got {fail!r:.80}')
-        if dets is not None: raise InputError(source, f'{where}.detections', 'an image with a failure must have null detections')
+        if not isinstance(fail, str):
+            raise InputError(source, f'{where}.failure',
+                             f'expected a string (the reason) or null, got {fail!r:.80}')
+        if dets is not None:
+            raise InputError(source, f'{where}.detections',
+                             'an image with a failure must have null detections')
         return
     if not isinstance(dets, list):
-        raise InputError(source, f'{where}.detections', 'required for an image without a failure (an empty list when nothing was found)'
+        raise InputError(source, f'{where}.detections',
+                         'required for an image without a failure (an empty list when nothing was found)'
                          if dets is None else f'expected a list, got {dets!r:.80}')
-    for j, det in enumerate(dets): _check_detection(det, f'{where}.detections[{j}]', dcats, ccats, source, tol)
+    for j, det in enumerate(dets):
+        _check_detection(det, f'{where}.detections[{j}]', dcats, ccats, source, tol)
 
 def check_md_format(d:dict, # parsed MegaDetector results (batch output format 1.3+)
                     source='MegaDetector results', # file name or description, for the message
-                    box_tol:float=BOX_TOL, # overshoot past [0, 1] tolerated in boxes
+                    box_tol:float=_BOX_TOL, # overshoot past [0, 1] tolerated in boxes
                    )->dict: # `d`, unchanged
     "Refuse `d` at the first violation of the MegaDetector output format, naming the field; return `d`."
-    if not isinstance(d, dict): raise InputError(source, '-', f'expected a JSON object with info, detection_categories and images, got {type(d).__name__}')
+    if not isinstance(d, dict):
+        raise InputError(source, '-', 'expected a JSON object with info, detection_categories and images, '
+                                      f'got {type(d).__name__}')
     _check_info(d, source)
     dcats = _check_categories(d, 'detection_categories', source, required=True)
     ccats = _check_categories(d, 'classification_categories', source, required=False)
     if 'images' not in d: raise InputError(source, 'images', 'required field is missing')
     ims = d['images']
-    if not isinstance(ims, list): raise InputError(source, 'images', f'expected a list of image entries, got {type(ims).__name__}')
+    if not isinstance(ims, list):
+        raise InputError(source, 'images', f'expected a list of image entries, got {type(ims).__name__}')
     for i, im in enumerate(ims): _check_image(im, i, dcats, ccats, source, box_tol)
     return d
 
 # %% ../nbs/08a_outputs.ipynb #22ae8f60
-SPECIESNET_LABELS = {'animal': 'animal', 'person': 'human', 'vehicle': 'vehicle'} # SpeciesNet's detection `label`s
+_SPECIESNET_LABELS = {'animal': 'animal', 'person': 'human', 'vehicle': 'vehicle'} # SpeciesNet's box `label`s
 
 def _image_pred_fields(image_preds:pd.DataFrame, ims:pd.DataFrame, names:dict)->list:
-    "Per row of `ims`: {prediction, prediction_score, prediction_source} from image_preds, or None where it has no row."
+    "Per row of `ims`: its prediction, prediction_score and prediction_source, or None if it has no row."
     _need_cols(image_preds, ('image_id', 'label', 'score'), 'image_preds')
     p = image_preds.drop_duplicates('image_id').set_index('image_id').reindex(ims.image_id)
     have = p.label.notna().to_numpy()
     lab = p.label[have].astype(int)
     bad = ~lab.isin(list(names))
-    if bad.any(): raise InputError('image_preds', f'row {lab.index[bad][0]!r}', f'label {lab[bad].iloc[0]} has no name in `names`')
+    if bad.any():
+        raise InputError('image_preds', f'row {lab.index[bad][0]!r}',
+                         f'label {lab[bad].iloc[0]} has no name in `names`')
     src = p['source'].astype(str) if 'source' in p else pd.Series('', index=p.index)
     out = [None]*len(ims)
-    for i, l, s, o in zip(np.flatnonzero(have), lab.map(names), p.score[have].astype(float).round(DECIMALS), src[have]):
+    for i, l, s, o in zip(np.flatnonzero(have), lab.map(names), p.score[have].astype(float).round(DECIMALS),
+                          src[have]):
         out[i] = {'prediction': l, 'prediction_score': None if math.isnan(s) else s, 'prediction_source': o}
     return out
 
 # %% ../nbs/08a_outputs.ipynb #56870c03
 def _sn_record(file:str, boxes:list, top, pred:dict|None, stages:list, version:str)->dict:
-    "One SpeciesNet prediction: filepath, the failed stages if any, then what was made: classifications, detections, final prediction."
+    "One SpeciesNet prediction: filepath, the failed stages if any, then whatever was made."
     r = {'filepath': file, **({'failures': stages} if stages else {})}
     if top is not None: r['classifications'] = {'classes': top[0], 'scores': top[1]}
     if boxes or not stages: r['detections'] = boxes
@@ -266,16 +311,16 @@ def _sn_record(file:str, boxes:list, top, pred:dict|None, stages:list, version:s
 def speciesnet_predictions(image_preds:pd.DataFrame, # image_id, seq_id, label (category id), score, source
                            images:pd.DataFrame, # images table: one prediction per row, in this order
                            dets:pd.DataFrame, # detections table
-                           probs:pd.DataFrame|None, # per-image probs (index image_id) for the top classes; None: none
+                           probs:pd.DataFrame|None, # per-image probs (index image_id); None: no classes
                            names:dict, # category id (int) -> name: the class strings
-                           failures:pd.DataFrame|None=None, # image_id, stage, reason: these get `failures` (the stages)
+                           failures:pd.DataFrame|None=None, # image_id, stage, reason: stages in `failures`
                            top_k:int=5, # classes kept per image (SpeciesNet keeps 5)
                            model_version:str=CLASSIFIER_NAME, # `model_version` of every prediction
                           )->dict: # {'predictions': [...]}
-    "SpeciesNet-style predictions JSON: per image its top classes, boxes and final prediction, or its failed stages."
+    "SpeciesNet-style predictions: per image its top classes, boxes and final prediction, or failed stages."
     ims = _checked_images(images)
     d, bounds = _box_order(ims, dets)
-    boxes = _box_records(d, SPECIESNET_LABELS)
+    boxes = _box_records(d, _SPECIESNET_LABELS)
     if probs is not None: _check_names(probs, names, 'probs')
     tops = [None]*len(ims)
     if probs is not None:
@@ -284,39 +329,49 @@ def speciesnet_predictions(image_preds:pd.DataFrame, # image_id, seq_id, label (
         for i, c, v in zip(have, cls.tolist(), p.tolist()): tops[i] = (c, v)
     preds, stages = _image_pred_fields(image_preds, ims, names), _failures(failures, ims).stages
     files = posix_rel(ims.file_name.astype(str)).tolist()
-    return {'predictions': [_sn_record(f, boxes[bounds[i]:bounds[i + 1]], tops[i], preds[i], stages[i], model_version)
-                            for i, f in enumerate(files)]}
+    return {'predictions': [_sn_record(f, boxes[bounds[i]:bounds[i + 1]], tops[i], preds[i], stages[i],
+                                       model_version) for i, f in enumerate(files)]}
 
 # %% ../nbs/08a_outputs.ipynb #b12cb464
-SEQUENCE_COLS = ['seq_id', 'location', 'start_time', 'n_frames', 'category_id', 'species', 'count', 'score', 'source']
+_SEQUENCE_COLS = ['seq_id', 'location', 'start_time', 'n_frames', 'category_id', 'species', 'count', 'score',
+                  'source']
 
 def _iso(dt:pd.Series)->pd.Series:
     "ISO 8601 text of datetimes (`data.iso_times`: microseconds only where a time has them); '' for NaT."
     return iso_times(dt).fillna('').astype(object)
 
 def _seq_facts(images:pd.DataFrame)->pd.DataFrame:
-    "Per seq_id: location, start (the earliest frame's datetime, NaT if unknown), n_frames (photos in the images table)."
+    "Per seq_id: location, start (its earliest datetime, or NaT), n_frames (its photos in the images table)."
     _need_cols(images, ('seq_id',), 'images')
-    dt = wall_clock(images['datetime']) if 'datetime' in images else pd.Series(pd.NaT, index=images.index) # as the data stage reads times
-    loc = images['location'].astype('str') if 'location' in images else pd.Series(pd.NA, index=images.index, dtype='str')
+    dt = (wall_clock(images['datetime']) if 'datetime' in images # as the data stage reads times
+          else pd.Series(pd.NaT, index=images.index))
+    loc = (images['location'].astype('str') if 'location' in images
+           else pd.Series(pd.NA, index=images.index, dtype='str'))
     t = pd.DataFrame({'seq_id': images.seq_id.to_numpy(), 'location': loc.to_numpy(), 'start': dt.to_numpy()})
-    return t.groupby('seq_id', sort=False).agg(location=('location', 'first'), start=('start', 'min'), n_frames=('start', 'size'))
+    return t.groupby('seq_id', sort=False).agg(location=('location', 'first'), start=('start', 'min'),
+                                               n_frames=('start', 'size'))
 
 # %% ../nbs/08a_outputs.ipynb #8fedb3ad
-def sequence_table(seq_preds:pd.DataFrame, # seq_id, category_id, count, score, source (empty sequence: category 0, count 0)
+def sequence_table(seq_preds:pd.DataFrame, # seq_id, category_id, count, score, source (empty: 0, 0)
                    images:pd.DataFrame, # images table: seq_id, location, datetime
                    names:dict, # category id (int) -> name
-                  )->pd.DataFrame: # seq_id, location, start_time, n_frames, category_id, species, count, score, source
-    "One row per sequence and species, with where and when it was shot: the table for a report or a spreadsheet."
+                  )->pd.DataFrame: # seq_id, location, start_time, n_frames, category_id, species, count, ...
+    "One row per sequence and species, with where and when it was shot: for a report or a spreadsheet."
     _need_cols(seq_preds, ('seq_id', 'category_id', 'count', 'score', 'source'), 'seq_preds')
-    t = seq_preds.reset_index(drop=True).merge(_seq_facts(images), left_on='seq_id', right_index=True, how='left')
+    t = seq_preds.reset_index(drop=True).merge(_seq_facts(images), left_on='seq_id', right_index=True,
+                                               how='left')
     miss = t.n_frames.isna()
-    if miss.any(): log.warning(f'seq_preds: {miss.sum()} rows are of sequences not in the images table (first: {t.seq_id[miss].iloc[0]!r}): no location or time')
+    if miss.any():
+        log.warning(f'seq_preds: {miss.sum()} rows are of sequences not in the images table '
+                    f'(first: {t.seq_id[miss].iloc[0]!r}): no location or time')
     bad = ~t.category_id.isin(list(names))
-    if bad.any(): raise InputError('seq_preds', f'row {int(np.flatnonzero(bad)[0])}', f'category {t.category_id[bad].iloc[0]} has no name in `names`')
-    t = t.assign(species=t.category_id.map(names), n_frames=t.n_frames.fillna(0).astype(int), start_time=_iso(t.start))
+    if bad.any():
+        raise InputError('seq_preds', f'row {int(np.flatnonzero(bad)[0])}',
+                         f'category {t.category_id[bad].iloc[0]} has no name in `names`')
+    t = t.assign(species=t.category_id.map(names), n_frames=t.n_frames.fillna(0).astype(int),
+                 start_time=_iso(t.start))
     t = t.sort_values(['location', 'start', 'seq_id', 'category_id'], kind='stable', na_position='last')
-    return t[SEQUENCE_COLS].reset_index(drop=True)
+    return t[_SEQUENCE_COLS].reset_index(drop=True)
 
 # %% ../nbs/08a_outputs.ipynb #c9cbf37c
 NO_ANSWER = 'no answerable photo' # `source` of a sequence none of whose photos could be predicted
@@ -324,16 +379,19 @@ NO_ANSWER = 'no answerable photo' # `source` of a sequence none of whose photos 
 def add_unanswered(seq_preds:pd.DataFrame, # seq_id, category_id, count, score, source
                    images:pd.DataFrame, # images table: every photo, with its seq_id
                   )->pd.DataFrame: # seq_preds plus one empty row (source `NO_ANSWER`) per sequence it lacked
-    "Every sequence of `images` answered: those `seq_preds` lacks are written as empty, with the reason, and a warning."
+    "Every sequence of `images` answered: those `seq_preds` lacks become empty, with a reason and a warning."
     miss = pd.Index(pd.unique(images.seq_id)).difference(pd.unique(seq_preds.seq_id), sort=False)
     if not len(miss): return seq_preds
-    log.warning(f'{len(miss)} sequences have no answerable photo (first: {miss[0]!r}): written as empty, source {NO_ANSWER!r}; each photo\'s reason is in the failures')
-    rows = pd.DataFrame({'seq_id': miss.to_numpy(), 'category_id': 0, 'count': 0, 'score': np.nan, 'source': NO_ANSWER})
+    log.warning(f'{len(miss)} sequences have no answerable photo (first: {miss[0]!r}): written as empty, '
+                f'source {NO_ANSWER!r}; each photo\'s reason is in the failures')
+    rows = pd.DataFrame({'seq_id': miss.to_numpy(), 'category_id': 0, 'count': 0, 'score': np.nan,
+                         'source': NO_ANSWER})
     return pd.concat([seq_preds, rows.astype(seq_preds.dtypes[rows.columns].to_dict())], ignore_index=True)
 
 # %% ../nbs/08a_outputs.ipynb #b9bd0d4f
-OUTPUT_FILES = {'megadetector': 'megadetector_classified.json', 'speciesnet': 'speciesnet_predictions.json', 'sequences': 'sequences.csv'}
-MD_FAILURE_STAGES = ('read', 'resize', 'detector') # failures that leave an image without boxes in the MegaDetector file; a failed crop only loses its box's classifications
+OUTPUT_FILES = {'megadetector': 'megadetector_classified.json', 'speciesnet': 'speciesnet_predictions.json',
+                'sequences': 'sequences.csv'}
+_MD_FAILURE_STAGES = ('read', 'resize', 'detector') # failures that leave an image without boxes
 
 def write_outputs(out, # output folder
                   images:pd.DataFrame, # images table
@@ -348,9 +406,12 @@ def write_outputs(out, # output folder
                  )->dict: # {'megadetector' | 'speciesnet' | 'sequences': path written}
     "Write the MegaDetector (checked first), SpeciesNet and sequence files into `out`, each atomically."
     p = {k: Path(out)/v for k,v in OUTPUT_FILES.items()}
-    md_fails = None if failures is None else failures[failures.stage.astype(str).isin(MD_FAILURE_STAGES)]
-    md = check_md_format(md_classified(images, dets, crop_probs, names, md_fails, info=info), OUTPUT_FILES['megadetector'])
+    md_fails = None if failures is None else failures[failures.stage.astype(str).isin(_MD_FAILURE_STAGES)]
+    md = check_md_format(md_classified(images, dets, crop_probs, names, md_fails, info=info),
+                         OUTPUT_FILES['megadetector'])
     sn = speciesnet_predictions(image_preds, images, dets, probs, names, failures)
     st = sequence_table(seq_preds, images, names)
-    write_json(md, p['megadetector']); write_json(sn, p['speciesnet']); write_csv(st, p['sequences'])
+    write_json(md, p['megadetector'])
+    write_json(sn, p['speciesnet'])
+    write_csv(st, p['sequences'])
     return p

@@ -13,61 +13,66 @@ from fastcore.parallel import num_cpus
 from .core import on_terminal, log
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'ORIENTATION', 'IMAGE_EXTS', 'MANIFEST', 'open_limited', 'orientation', 'display_size', 'dct_scale',
-           'open_rgb', 'list_images', 'pmap', 'progress']
+__all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'MANIFEST', 'open_limited', 'orientation', 'display_size', 'open_rgb', 'list_images',
+           'pmap', 'progress']
 
 # %% ../nbs/00b_photos.ipynb #131798fe
-MAX_PIXELS = 2*Image.MAX_IMAGE_PIXELS # photos larger than this (179 MP, where Pillow itself refuses) are refused by name, not decoded
+MAX_PIXELS = 2*Image.MAX_IMAGE_PIXELS # larger photos (179 MP, where Pillow refuses) are refused by name
 
-def open_limited(path, max_pixels:int=MAX_PIXELS)->Image.Image:
-    "`Image.open(path)` (the header only), refusing a photo of more than `max_pixels` with a message naming the option."
-    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None # Pillow's own bomb check is replaced by the one below
+def open_limited(path, # image file
+                 max_pixels:int=MAX_PIXELS, # a larger image raises a `ValueError` naming the option
+                )->Image.Image:
+    "`Image.open(path)` (the header only), refusing a photo of more than `max_pixels`."
+    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None # the check below replaces Pillow's own
     try: im = Image.open(path)
     finally: Image.MAX_IMAGE_PIXELS = old
     if im.width * im.height > max_pixels:
         im.close()
-        raise ValueError(f'{im.width}x{im.height} is {im.width*im.height/1e6:.3g} MP, over the limit of {max_pixels/1e6:.3g} MP '
+        raise ValueError(f'{im.width}x{im.height} is {im.width*im.height/1e6:.3g} MP, '
+                         f'over the limit of {max_pixels/1e6:.3g} MP '
                          '(option max_pixels, --max_megapixels on the command line)')
     return im
 
-
 # %% ../nbs/00b_photos.ipynb #2633cb18
-ORIENTATION = 0x0112 # EXIF tag
+_ORIENTATION = 0x0112 # EXIF tag
 
 def orientation(im:Image.Image)->int:
     "EXIF orientation (1 = upright) of an opened image, from its header alone: the pixels are not decoded."
-    if im.format != 'PNG': return im.getexif().get(ORIENTATION, 1)
+    if im.format != 'PNG': return im.getexif().get(_ORIENTATION, 1)
     ex = Image.Exif() # PNG's own getexif() decodes the whole image in case an eXIf chunk follows the pixels
     if 'exif' in im.info: ex.load(im.info['exif'])
-    return ex.get(ORIENTATION, 1)
+    return ex.get(_ORIENTATION, 1)
 
-def display_size(path, max_pixels:int=MAX_PIXELS)->tuple[int,int]:
-    "(width, height) of the image at `path` as displayed, i.e. after its EXIF orientation; reads the header only."
-    with open_limited(path, max_pixels) as im: return im.size[::-1] if orientation(im) in (5, 6, 7, 8) else im.size
+# %% ../nbs/00b_photos.ipynb #e5c1a7d2
+def display_size(path, # image file
+                 max_pixels:int=MAX_PIXELS, # a larger image raises a `ValueError` (see `open_limited`)
+                )->tuple[int,int]:
+    "(width, height) of the image at `path` as displayed (after its EXIF orientation), read from its header."
+    with open_limited(path, max_pixels) as im:
+        return im.size[::-1] if orientation(im) in (5, 6, 7, 8) else im.size
 
-# %% ../nbs/00b_photos.ipynb #8cbfe53e
-def dct_scale(shrink:float)->int:
+# %% ../nbs/00b_photos.ipynb #33e7ac52
+def _dct_scale(shrink:float)->int:
     "Largest JPEG decoding scale denominator (8, 4, 2 or 1) that is not above `shrink`."
     return next(s for s in (8, 4, 2, 1) if s <= max(shrink, 1))
 
-# %% ../nbs/00b_photos.ipynb #33e7ac52
 @contextmanager
-def _load_truncated():
-    "Let Pillow decode truncated files inside the block, restoring the global flag afterwards."
+def _load_truncated(allow:bool=True):
+    "Pillow's truncated-file flag set to `allow` in the block (other libraries set it too), then restored."
     old = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    ImageFile.LOAD_TRUNCATED_IMAGES = allow
     try: yield
     finally: ImageFile.LOAD_TRUNCATED_IMAGES = old
 
 def _to_rgb(im:Image.Image)->Image.Image:
-    "`im` in RGB; 16-bit grayscale is scaled to 8 bits first (a plain `convert` clips it to near white)."
+    "`im` in RGB, 16-bit grayscale scaled to 8 bits first (a plain `convert` clips it to near white)."
     if im.mode.startswith('I;16'): im = Image.fromarray((np.asarray(im) >> 8).astype(np.uint8))
     return im if im.mode == 'RGB' else im.convert('RGB')
 
 def _decode(path, shrink:float, max_pixels:int=MAX_PIXELS)->Image.Image:
     "Decode `path` (at reduced JPEG scale when `shrink` allows), turned upright and in RGB."
     with open_limited(path, max_pixels) as im:
-        s = dct_scale(shrink)
+        s = _dct_scale(shrink)
         if s > 1: im.draft('RGB', (im.width//s, im.height//s)) # a no-op for formats other than JPEG
         im.load()
         ImageOps.exif_transpose(im, in_place=True)
@@ -75,19 +80,20 @@ def _decode(path, shrink:float, max_pixels:int=MAX_PIXELS)->Image.Image:
 
 # %% ../nbs/00b_photos.ipynb #a4b9d312
 def open_rgb(path, # image file
-             shrink:float=1., # the caller will reduce the image by at least this factor: JPEGs are decoded at a matching DCT scale
+             shrink:float=1., # the caller will shrink the image by at least this factor
              truncated:str='keep', # 'keep': decode a truncated JPEG as far as the data goes; 'fail': raise
              max_pixels:int=MAX_PIXELS, # a larger image raises a `ValueError` before it is decoded
             )->tuple[Image.Image,str]: # RGB image in display orientation, and a note: '' or 'truncated'
     "Decode `path` to RGB in display orientation, at reduced JPEG scale when `shrink` allows."
-    try: return _decode(path, shrink, max_pixels), ''
+    try:
+        with _load_truncated(False): return _decode(path, shrink, max_pixels), '' # whatever others set
     except OSError as e:
         if truncated != 'keep' or 'truncated' not in str(e): raise
     with _load_truncated(): return _decode(path, shrink, max_pixels), 'truncated'
 
 # %% ../nbs/00b_photos.ipynb #0c1ab2dc
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp')
-MANIFEST = '.iwildcam_nb_{}.json' # in an output folder, per stage: the options its outputs were made with (`preprocess.use_manifest`)
+MANIFEST = '.iwildcam_nb_{}.json' # per stage, in its output folder: the options its outputs were made with
 _STAGES = ('resize', 'crops') # the stages that write one
 
 def _is_output(d:str, files:list)->bool:
@@ -100,44 +106,55 @@ def list_images(src, # folder to search, recursively
                 exts:tuple=IMAGE_EXTS, # file extensions that count as images (lower case)
                 exclude=None, # a folder to leave out, e.g. the output folder when it sits inside `src`
                )->list[str]:
-    "Relative POSIX paths of the images under `src`, sorted; hidden files and folders and earlier output folders are left out."
+    "Sorted relative POSIX paths of the images under `src`, without hidden files or earlier output folders."
     src, ex, out = Path(src), Path(exclude).resolve() if exclude else None, []
     for d, dirs, files in os.walk(src):
-        if Path(d) != src and _is_output(d, files): dirs[:] = []; continue
+        if Path(d) != src and _is_output(d, files):
+            dirs[:] = []
+            continue
         dirs[:] = [o for o in dirs if not o.startswith('.') and (ex is None or (Path(d)/o).resolve() != ex)]
-        out += [(Path(d)/f).relative_to(src).as_posix() for f in files if not f.startswith('.') and Path(f).suffix.lower() in exts]
+        out += [(Path(d)/f).relative_to(src).as_posix() for f in files
+                if not f.startswith('.') and Path(f).suffix.lower() in exts]
     return sorted(out)
 
 # %% ../nbs/00b_photos.ipynb #d4da2013
 _PR_SET_PDEATHSIG = 1 # Linux prctl option: the signal a process is sent when its parent dies
 
-def _quiet_worker(parent:int|None, # pid of the process that forked this worker (None: not forked, another start method)
+def _quiet_worker(parent:int|None, # pid of the parent that forked this worker (None: not forked)
                  ):
-    "Pool worker setup: Ctrl-C is left to the parent; on Linux the worker ends quietly (SIGTERM) as soon as its parent dies, even by kill -9."
+    "Set up a pool worker: Ctrl-C left to the parent, and on Linux a quiet end when the parent dies."
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith('linux'):
         import ctypes
-        with suppress(OSError, AttributeError): ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
     if parent is not None and os.getppid() != parent: os._exit(0) # the parent died before the line above
 
 def pmap(fn, # picklable function of one task (a module-level function or a `partial` of one)
          tasks:list, # the tasks
          n_workers:int|None=None, # processes; None = all cores, 0 or 1 = in this process
         ):
-    "Yield `fn(task)` for each task, from a process pool in chunks; in any order."
+    "Yield `fn(task)` for each task, in any order, from a process pool working in chunks."
     n = num_cpus() if n_workers is None else n_workers # the cores this process may use (fastcore)
-    if n <= 1 or len(tasks) <= 1: yield from map(fn, tasks); return
+    if n <= 1 or len(tasks) <= 1:
+        yield from map(fn, tasks)
+        return
     chunk = max(1, min(32, len(tasks) // (4*n)))
     ctx = mp.get_context()
     parent = os.getpid() if ctx.get_start_method() == 'fork' else None
-    with ctx.Pool(min(n, len(tasks)), _quiet_worker, (parent,)) as pool: yield from pool.imap_unordered(fn, tasks, chunksize=chunk)
+    with ctx.Pool(min(n, len(tasks)), _quiet_worker, (parent,)) as pool:
+        yield from pool.imap_unordered(fn, tasks, chunksize=chunk)
 
-
-def progress(it, total:int,
+# %% ../nbs/00b_photos.ipynb #c9e3a5f1
+def progress(it, # the items
+             total:int, # how many there are
              show:bool|None=None, # show the bar; None = only when stdout is a terminal
-             unit:str='img'):
-    "Iterate `it` with a fastprogress bar showing the rate in `unit`/s; the bar ends with a newline."
-    if not (on_terminal() if show is None else show) or not total: yield from it; return
+             unit:str='img', # what one item is, for the rate
+            ):
+    "Iterate `it` with a fastprogress bar showing the rate in `unit`/s, ending the bar with a newline."
+    if not (on_terminal() if show is None else show) or not total:
+        yield from it
+        return
     from fastprogress import progress_bar
     pb,t0 = progress_bar(it, total=total),time.perf_counter()
     try:

@@ -10,18 +10,21 @@ from pathlib import Path
 import pandas as pd
 from .core import DETECTOR_CONF, InputError, log, read_json, write_json, write_csv
 from .vocab import class_vocab, read_probs, write_probs
-from .data import load_coco, load_megadetector
+from .data import load_coco
+from .megadetector import load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
-from .sequences import VoteConfig, CountConfig, predict_sequences, COUNT_RULES
+from .sequences import VoteConfig
+from .counts import CountConfig, predict_sequences, COUNT_RULES
+from .repeats import RepeatConfig, drop_repeats, flag_repeats
 from .outputs import write_outputs, add_unanswered
 from .photos import MAX_PIXELS
 from . import metrics
 
 # %% auto #0
-__all__ = ['MAX_BOXES_PER_IMAGE', 'PROBS', 'STEPS', 'Inputs', 'sample_inputs', 'cap_boxes', 'load_inputs', 'RunConfig',
-           'quick_config', 'fingerprint', 'StepRecord', 'prepare', 'recipe_for', 'train_models', 'predict_test',
-           'answer_sequences', 'write_answers', 'aggregate', 'run_failures', 'write_submissions', 'inputs_key', 'run',
-           'image_table', 'evaluate', 'scores_summary', 'counts_long', 'make_report']
+__all__ = ['MAX_BOXES_PER_IMAGE', 'REPEATS', 'REPEAT_MODES', 'PROBS', 'Inputs', 'sample_inputs', 'cap_boxes', 'Tables',
+           'load_inputs', 'handle_repeats', 'RunConfig', 'quick_config', 'StepRecord', 'prepare', 'train_models',
+           'predict_test', 'Answers', 'answer_sequences', 'write_answers', 'aggregate', 'run', 'RunOutputs',
+           'image_table', 'evaluate', 'scores_summary', 'make_report']
 
 # %% ../nbs/09a_pipeline.ipynb #b3127f7b
 @dataclass
@@ -32,45 +35,91 @@ class Inputs:
     megadetector:Path # MegaDetector results covering the training and test images
     train_images:Path # folder of the training photos (`file_name`s are relative to it)
     test_images:Path # folder of the test photos
-    test_labels:Path|None = None # optional: COCO file with the test images' true labels, for scoring per image
-    test_counts:Path|None = None # optional: true counts per test sequence (2021 submission form, or `seq_id,split,category_id,count`)
+    test_labels:Path|None = None # optional: COCO file of the test images' true labels, for scores per image
+    test_counts:Path|None = None # optional: true counts per test sequence, for scores per sequence
 
     def __post_init__(self):
         for k,v in asdict(self).items():
             if v is not None: setattr(self, k, Path(v))
 
+# %% ../nbs/09a_pipeline.ipynb #ad3f6c79
 def sample_inputs(data, # a folder written by `make_sample` (or `iwildcam-nb sample`)
                  )->Inputs:
     "The `Inputs` of the embedded data set, truth included."
     from iwildcam_nb.sample import SAMPLE_FILES
     d, f = Path(data), SAMPLE_FILES
-    return Inputs(d/f['train'], d/f['test'], d/f['megadetector'], d/'train', d/'test', d/f['test_labels'], d/f['counts'])
+    return Inputs(d/f['train'], d/f['test'], d/f['megadetector'], d/'train', d/'test', d/f['test_labels'],
+                  d/f['counts'])
 
 # %% ../nbs/09a_pipeline.ipynb #3708050c
-MAX_BOXES_PER_IMAGE = 100 # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep their top 100)
+MAX_BOXES_PER_IMAGE = 100 # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep 100)
 
-def cap_boxes(dets:pd.DataFrame, # detections table (`det_idx` numbers each photo's boxes by descending confidence)
+def cap_boxes(dets:pd.DataFrame, # detections (`det_idx` numbers a photo's boxes by descending confidence)
               max_boxes:int|None=MAX_BOXES_PER_IMAGE, # keep at most this many boxes per photo; None: keep all
              )->pd.DataFrame: # the detections kept
     "The `max_boxes` most confident boxes of each photo, with a warning naming how many photos were capped."
     if max_boxes is None: return dets
-    if not (isinstance(max_boxes, int) and max_boxes >= 1): raise InputError('options', 'max_boxes_per_image', f'must be a whole number >= 1, got {max_boxes!r}')
+    if not (isinstance(max_boxes, int) and max_boxes >= 1):
+        raise InputError('options', 'max_boxes_per_image', f'must be a whole number >= 1, got {max_boxes!r}')
     over = dets.det_idx >= max_boxes
     if not over.any(): return dets
-    log.warning(f'{dets.image_id[over].nunique()} photos have more than {max_boxes} boxes: only the {max_boxes} most confident of each are kept (max_boxes_per_image)')
+    n = dets.image_id[over].nunique()
+    log.warning(f'{n} photos have more than {max_boxes} boxes: '
+                f'only the {max_boxes} most confident of each are kept (max_boxes_per_image)')
     return dets[~over].reset_index(drop=True)
+
+# %% ../nbs/09a_pipeline.ipynb #a81b949c
+def _rows(o)->str:
+    "`Name(field: n rows, ...)` for a dataclass of tables, rather than every table in full."
+    return f'{type(o).__name__}(' + ', '.join(f'{k}: {len(v)} rows' for k, v in vars(o).items()) + ')'
+
+@dataclass(eq=False)
+class Tables:
+    "The data layer's tables of a data set, both splits in each."
+    images:pd.DataFrame # photos: image_id, file_name, seq_id, location, datetime..., split (train, test)
+    labels:pd.DataFrame # labels of the training photos: image_id, category_id
+    categories:pd.DataFrame # the class vocabulary: category_id, name
+    detections:pd.DataFrame # MegaDetector boxes: image_id, det_idx, category, conf, x, y, w, h
+    def __repr__(self)->str: return _rows(self)
+
+    def test_split(self)->tuple[pd.DataFrame, pd.DataFrame]:
+        "The test images and their detections."
+        test = self.images[self.images.split == 'test']
+        return test, self.detections[self.detections.image_id.isin(test.image_id)]
 
 # %% ../nbs/09a_pipeline.ipynb #1a1085e3
 def load_inputs(inp:Inputs, # where the data set is
                 max_boxes_per_image:int|None=MAX_BOXES_PER_IMAGE, # see `cap_boxes`
-               )->dict:
-    "The data layer's tables of a data set: images of both splits, training labels, categories, detections (capped per photo)."
+               )->Tables:
+    "The data layer's tables of a data set: photos of both splits, training labels, categories, capped boxes."
     train, test = load_coco(inp.train_json), load_coco(inp.test_json)
-    images = pd.concat([train.images.assign(split='train'), test.images.assign(split='test')], ignore_index=True)
+    images = pd.concat([train.images.assign(split='train'), test.images.assign(split='test')],
+                       ignore_index=True)
     if images.image_id.duplicated().any():
-        raise InputError(inp.test_json, 'images', f'image {images.image_id[images.image_id.duplicated()].iloc[0]!r} is also a training image')
-    dets = cap_boxes(load_megadetector(inp.megadetector, images=images, unmatched='drop'), max_boxes_per_image)
-    return dict(images=images, labels=train.labels, categories=train.categories, detections=dets)
+        dup = images.image_id[images.image_id.duplicated()].iloc[0]
+        raise InputError(inp.test_json, 'images', f'image {dup!r} is also a training image')
+    dets = load_megadetector(inp.megadetector, images=images, unmatched='drop')
+    dets = cap_boxes(dets, max_boxes_per_image)
+    return Tables(images=images, labels=train.labels, categories=train.categories, detections=dets)
+
+# %% ../nbs/09a_pipeline.ipynb #a8a916d1
+REPEATS = 'repeats.csv' # the list of suspected repeat detections, for a person to review
+REPEAT_MODES = ('mark', 'drop', 'off') # list them only, also leave them out, or do not look
+
+def handle_repeats(dets:pd.DataFrame, # detections table
+                   images:pd.DataFrame, # images table: cameras (location or folder) and times
+                   mode:str='mark', # one of `REPEAT_MODES`
+                   review=None, # a reviewed list (a path, or `read_repeats`'s table): its verdicts apply
+                   cfg:RepeatConfig|None=None, # what counts as a repeat; None = MegaDetector's defaults
+                   out=None, # folder to write the list (`REPEATS`) into; None: not written
+                  )->pd.DataFrame: # the detections the answers use (marked with `repeat` unless 'off')
+    "Detections with repeats marked, or left out ('drop', or confirmed in review); the list written."
+    if mode not in REPEAT_MODES:
+        raise InputError('options', 'repeats', f'{mode!r} is not one of {REPEAT_MODES}')
+    if mode == 'off': return dets
+    marked, table = flag_repeats(dets, images, cfg, review)
+    if out is not None: write_csv(table, Path(out)/REPEATS)
+    return drop_repeats(marked) if mode == 'drop' or review is not None else marked
 
 # %% ../nbs/09a_pipeline.ipynb #557d5fec
 @dataclass
@@ -78,86 +127,104 @@ class RunConfig:
     "Every option of a run, gathered: the stages' own configs plus sizes."
     resize_size:int = 256 # frames are resized to this many pixels on the longest side...
     crop_size:int = 128 # ...and detector crops to this
-    crop_conf:float = DETECTOR_CONF # boxes at or above this confidence are cropped (and ensembled, see `EnsembleConfig.crop_conf`)
-    full:dict = field(default_factory=dict) # recipe fields to change for the full-image model (see `models.Recipe`)
+    crop_conf:float = DETECTOR_CONF # boxes at or above this confidence are cropped (and ensembled)
+    full:dict = field(default_factory=dict) # recipe fields to change for the full model (`models.Recipe`)
     crop:dict = field(default_factory=dict) # ...and for the crop model
-    tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (see `predict.use_tta`)
+    tta:bool|None = None # test-time augmentation; None: for fine-tuned models only (`predict.use_tta`)
     ensemble:EnsembleConfig = field(default_factory=EnsembleConfig)
     vote:VoteConfig = field(default_factory=VoteConfig)
     count:CountConfig = field(default_factory=CountConfig)
-    weights:str|None = None # local pretrained weights file for the backbone (e.g. resnet50.pth when offline)
+    weights:str|None = None # local pretrained weights file for the backbone (e.g. resnet50.pth offline)
     n_workers:int|None = None # preprocessing processes; None = all cores
-    max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # at most this many boxes per photo, the most confident (`cap_boxes`); None: all
-    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded (`photos.open_limited`)
+    max_boxes_per_image:int|None = MAX_BOXES_PER_IMAGE # boxes kept per photo, the most confident; None: all
+    max_pixels:int = MAX_PIXELS # a photo with more pixels is recorded as a failure, not decoded
+    repeats:str = 'mark' # repeat detections (a rock boxed all day): 'mark' lists them, 'drop' leaves them out
+    repeats_review:str|None = None # a person's reviewed list (`repeats.csv` edited): its verdicts are applied
+    repeat:RepeatConfig = field(default_factory=RepeatConfig) # what counts as a repeat (MegaDetector's rules)
 
 # %% ../nbs/09a_pipeline.ipynb #384d906b
-def quick_config(recipe:dict|None=None, # recipe fields to change in both models, e.g. dict(arch='tiny', epochs=1)
+def quick_config(recipe:dict|None=None, # recipe fields to change in both models, e.g. dict(arch='tiny')
                  **kw, # `RunConfig` fields
                 )->RunConfig:
-    "A `RunConfig` that trains in a couple of minutes on a CPU: the models' `QUICK` recipes (see `models.quick_recipe`)."
+    "A `RunConfig` that trains in a couple of minutes on a CPU: the models' `QUICK` recipes."
     from iwildcam_nb.models import RECIPES, quick_recipe
-    diff = lambda k: {f: v for f,v in asdict(quick_recipe(k, **(recipe or {}))).items() if v != getattr(RECIPES[k], f)}
+    quick = lambda k: asdict(quick_recipe(k, **(recipe or {})))
+    diff = lambda k: {f: v for f,v in quick(k).items() if v != getattr(RECIPES[k], f)}
     return RunConfig(full=diff('full'), crop=diff('crop'), **kw)
 
 # %% ../nbs/09a_pipeline.ipynb #9e846865
-def fingerprint(opts)->str:
+def _fingerprint(opts)->str:
     "A short hash of a step's options (anything JSON can write)."
     return hashlib.sha1(json.dumps(opts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 class StepRecord:
-    "The record of finished steps in `out/.steps.json`; once one step reruns, every later one does."
+    "The record of finished steps in `out/.steps.json`: once one step reruns, every later one does."
     def __init__(self, out): self.path, self.rerun = Path(out)/'.steps.json', False
     def done(self)->dict: return read_json(self.path) if self.path.exists() else {}
 
     def run(self, name:str, opts, outputs:list, fn):
         "Call `fn()` unless step `name` finished with the same `opts` and its `outputs` exist."
-        rec, fp = self.done(), fingerprint(opts)
+        rec, fp = self.done(), _fingerprint(opts)
         if not self.rerun and rec.get(name) == fp and all(Path(o).exists() for o in outputs):
-            log.info('%s: already done, skipped', name); return 'skipped'
+            log.info('%s: already done, skipped', name)
+            return 'skipped'
         self.rerun = True
-        t0 = time.time(); fn()
+        t0 = time.time()
+        fn()
         write_json({**self.done(), name: fp}, self.path)
         return f'{time.time() - t0:.1f} s'
 
 # %% ../nbs/09a_pipeline.ipynb #c38cbf95
-def prepare(t:dict, inp:Inputs, out:Path, cfg:RunConfig, show_progress:bool|None=None):
+def prepare(t:Tables, inp:Inputs, out:Path, cfg:RunConfig, show_progress:bool|None=None):
     "Resize the frames and cut the detector crops of both splits into `out/resized` and `out/crops`."
-    from iwildcam_nb.preprocess import resize_images, make_crops
-    ims, dets = t['images'], t['detections']
+    from iwildcam_nb.preprocess import resize_images
+    from iwildcam_nb.crops import make_crops
+    ims, dets = t.images, t.detections
     for split, src in (('train', inp.train_images), ('test', inp.test_images)):
         files = ims.file_name[ims.split == split].tolist()
         resize_images(src, out/'resized'/split, size=cfg.resize_size, files=files, max_pixels=cfg.max_pixels,
                       n_workers=cfg.n_workers, show_progress=show_progress)
         d = dets[dets.image_id.isin(ims.image_id[ims.split == split])]
-        make_crops(d, src, out/'crops'/split, conf=cfg.crop_conf, size=cfg.crop_size, max_pixels=cfg.max_pixels,
-                   n_workers=cfg.n_workers, show_progress=show_progress)
+        make_crops(d, src, out/'crops'/split, conf=cfg.crop_conf, size=cfg.crop_size,
+                   max_pixels=cfg.max_pixels, n_workers=cfg.n_workers, show_progress=show_progress)
 
 # %% ../nbs/09a_pipeline.ipynb #68c22dfb
-def recipe_for(kind:str, cfg:RunConfig):
+def _recipe_for(kind:str, cfg:RunConfig):
     "The recipe `kind` is trained with: the seed recipe changed by `cfg.full` or `cfg.crop`."
     from iwildcam_nb.models import get_recipe
     return get_recipe(kind, **getattr(cfg, kind), min_conf=cfg.crop_conf)
 
-def train_models(t:dict, out:Path, cfg:RunConfig, kind:str, show_progress:bool|None=None):
+def train_models(t:Tables, out:Path, cfg:RunConfig, kind:str, show_progress:bool|None=None):
     "Train the `kind` model on the training split and save it as `out/models/{kind}`."
     from iwildcam_nb.models import train
     folder = out/('resized' if kind == 'full' else 'crops')/'train'
-    train(kind, t['images'], t['labels'], t['categories'], folder, out/'models', recipe_for(kind, cfg), weights=cfg.weights, show_progress=show_progress)
+    train(kind, t.images, t.labels, t.categories, folder, out/'models', _recipe_for(kind, cfg),
+          weights=cfg.weights, show_progress=show_progress)
 
 # %% ../nbs/09a_pipeline.ipynb #45dea913
-PROBS = dict(full='preds/full_probs.csv', crop='preds/crop_probs.csv') # where each model's test probabilities go
+PROBS = dict(full='preds/full_probs.csv', crop='preds/crop_probs.csv') # each model's test probabilities
 
-def predict_test(t:dict, out:Path, cfg:RunConfig, kind:str, show_progress:bool|None=None):
-    "Probabilities of the `kind` model for every test image (full) or test crop (crop), with TTA for fine-tuned models (`predict.use_tta`; seeded: a rerun gives the same table)."
-    from iwildcam_nb.predict import predict
-    folder, test = out/('resized' if kind == 'full' else 'crops')/'test', t['images'].query("split == 'test'")
-    predict(out/'models'/kind, folder, out/PROBS[kind], images=test if kind == 'full' else None, tta=cfg.tta, show_progress=show_progress)
+def predict_test(t:Tables, out:Path, cfg:RunConfig, kind:str, show_progress:bool|None=None):
+    "Probabilities of the `kind` model for every test image (full) or test crop (crop), TTA by `cfg.tta`."
+    from iwildcam_nb.predict import model_probs
+    folder, test = out/('resized' if kind == 'full' else 'crops')/'test', t.images.query("split == 'test'")
+    model_probs(out/'models'/kind, folder, out/PROBS[kind], images=test if kind == 'full' else None,
+                tta=cfg.tta, show_progress=show_progress)
 
 # %% ../nbs/09a_pipeline.ipynb #d0d0ca25
-def _test_split(t:dict)->tuple[pd.DataFrame, pd.DataFrame]:
-    "The test images and their detections."
-    test = t['images'][t['images'].split == 'test']
-    return test, t['detections'][t['detections'].image_id.isin(test.image_id)]
+@dataclass(eq=False)
+class Answers:
+    "What the answer chain decided about a set of photos."
+    probs:pd.DataFrame # ensemble probabilities, one row per photo that could be predicted
+    image_preds:pd.DataFrame # one label per photo that could be predicted: image_id, seq_id, label, score...
+    seq_preds:pd.DataFrame # species and counts of every sequence: seq_id, category_id, count, score, source
+    def __repr__(self)->str: return _rows(self)
+
+# %% ../nbs/09a_pipeline.ipynb #8d189f73
+def _boxes_in(crops:pd.DataFrame, dets:pd.DataFrame)->pd.Series:
+    "Whether each crop's box (image_id, det_idx) is one of `dets`."
+    key = lambda d: pd.MultiIndex.from_arrays([d.image_id.astype(str), d.det_idx.astype(int)])
+    return pd.Series(key(crops).isin(key(dets)), index=crops.index)
 
 def answer_sequences(images:pd.DataFrame, # the photos to answer (with seq_id)
                      dets:pd.DataFrame, # their detections
@@ -166,129 +233,176 @@ def answer_sequences(images:pd.DataFrame, # the photos to answer (with seq_id)
                      crops:pd.DataFrame, # crops table (crop_id, image_id, det_idx, conf...)
                      categories:pd.DataFrame, # categories table: the class vocabulary
                      ensemble:EnsembleConfig, vote:VoteConfig, count:CountConfig, # the rules
-                    )->dict: # probs and image_preds of the photos that could be predicted, seq_preds of every sequence
+                    )->Answers:
     "Ensemble, decide and count: the one answer chain of `run` and of `predict` on new photos."
-    ok = images[images.image_id.isin(full.index)] # a photo that failed in prepare or predict has no probabilities
-    crops = crops[crops.crop_id.isin(crop.index)]
+    ok = images[images.image_id.isin(full.index)] # a photo that failed to prepare or predict has no probs
+    crops = crops[crops.crop_id.isin(crop.index) & _boxes_in(crops, dets)] # a dropped box's crop is not used
     probs, source = ensemble_probs(full, crop, crops, class_vocab(categories), ensemble, ok)
     preds = label_images(probs, ok, source)
-    seq = predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, categories, probs, crop, crops, vote, count)
-    return dict(probs=probs, image_preds=preds, seq_preds=add_unanswered(seq, images)) # a sequence with no answerable photo is said so
+    seq = predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, categories, probs, crop, crops,
+                            vote, count)
+    return Answers(probs, preds, add_unanswered(seq, images)) # a sequence without an answerable photo says so
+
+# %% ../nbs/09a_pipeline.ipynb #e137ba90
+def _write_submissions(seq:pd.DataFrame, test:pd.DataFrame, vocab:list, out:Path):
+    "The iWildCam 2021 (counts per sequence) and 2020 (label per image) submission files."
+    sub21 = metrics.submission_2021(seq, metrics.sequences_to_submit(test), metrics.species_ids(vocab))
+    metrics.write_submission(sub21, out/'submission_2021.csv')
+    sub20 = metrics.submission_2020(metrics.seq_pred_labels(seq), test)
+    metrics.write_submission(sub20, out/'submission_2020.csv')
 
 def write_answers(out, # output folder
                   images:pd.DataFrame, dets:pd.DataFrame, # the photos answered and their detections
-                  res:dict, # from `answer_sequences`
+                  res:Answers, # from `answer_sequences`
                   crop:pd.DataFrame, # crop-model probabilities (the MegaDetector file's classifications)
                   categories:pd.DataFrame, # categories table
                   failures:pd.DataFrame, # image_id, stage, reason
                   info:dict|None=None, # extra MegaDetector `info` fields
                  )->dict: # name -> path of each file written
-    "Every answer file, each atomically: probabilities, image and sequence predictions, failures, both submissions, the interop files."
+    "Every answer file, each atomically: probabilities, predictions, failures, submissions, interop files."
     out = Path(out)
-    write_probs(res['probs'], out/'preds'/'ensemble_probs.csv'); write_csv(res['image_preds'], out/'preds'/'image_preds.csv')
-    write_csv(res['seq_preds'], out/'preds'/'seq_preds.csv')
-    write_submissions(res['seq_preds'], images, class_vocab(categories), out)
+    write_probs(res.probs, out/'preds'/'ensemble_probs.csv')
+    write_csv(res.image_preds, out/'preds'/'image_preds.csv')
+    write_csv(res.seq_preds, out/'preds'/'seq_preds.csv')
+    _write_submissions(res.seq_preds, images, class_vocab(categories), out)
     write_csv(failures, out/'failures.csv')
     names = dict(zip(categories.category_id.astype(int), categories.name))
-    paths = write_outputs(out, images, dets, res['image_preds'], res['seq_preds'], res['probs'], crop, names, failures, info)
+    paths = write_outputs(out, images, dets, res.image_preds, res.seq_preds, res.probs, crop, names, failures,
+                          info)
     return {**paths, **{k: out/f'{k}.csv' for k in ('submission_2021', 'submission_2020', 'failures')}}
 
-def aggregate(t:dict, out:Path, cfg:RunConfig)->dict:
-    "Answer every test sequence from the two probability tables (`answer_sequences`) and write every answer file (`write_answers`)."
-    from iwildcam_nb.models import read_crops
-    vocab, (test, dets) = class_vocab(t['categories']), _test_split(t)
-    full, crop = read_probs(out/PROBS['full'], vocab), read_probs(out/PROBS['crop'], vocab)
-    res = answer_sequences(test, dets, full, crop, read_crops(out/'crops'/'test'), t['categories'], cfg.ensemble, cfg.vote, cfg.count)
-    write_answers(out, test, dets, res, crop, t['categories'], run_failures(test, dets, full.index, out))
-    return res
-
+# %% ../nbs/09a_pipeline.ipynb #d89b7d18
 def _failure_list(path)->pd.DataFrame:
-    "A failure list `preprocess` wrote (item, stage, reason); empty when there is none."
-    return pd.read_csv(path, dtype=str) if Path(path).exists() else pd.DataFrame(columns=['item', 'stage', 'reason'], dtype=str)
+    "A failure list `preprocess` wrote (item, stage, reason), empty when there is none."
+    if Path(path).exists(): return pd.read_csv(path, dtype=str)
+    return pd.DataFrame(columns=['item', 'stage', 'reason'], dtype=str)
 
-def run_failures(test:pd.DataFrame, # the test images
-                 dets:pd.DataFrame, # their detections
-                 answered, # image ids the full model gave probabilities for
-                 out:Path, # the run's output folder
-                )->pd.DataFrame: # image_id, stage ('read', 'crop' or 'predict'), reason
-    "Every test photo or crop `prepare` could not make, and every photo left without probabilities, with its reason."
-    from iwildcam_nb.preprocess import crop_id, failures_csv
-    read, cut = _failure_list(failures_csv(out/'resized'/'test', 'resize')), _failure_list(failures_csv(out/'crops'/'test', 'crops'))
-    by_crop = pd.Series(dets.image_id.to_numpy(), index=[crop_id(i, d) for i,d in zip(dets.image_id, dets.det_idx)])
-    f = pd.concat([pd.DataFrame(dict(image_id=read.item.map(test.set_index('file_name').image_id), stage='read', reason=read.reason)),
+def _run_failures(test:pd.DataFrame, dets:pd.DataFrame, answered, out:Path)->pd.DataFrame:
+    "Every test photo or crop `prepare` could not make, and every one left without probabilities, and why."
+    from iwildcam_nb.crops import crop_id
+    from iwildcam_nb.preprocess import failures_csv
+    read = _failure_list(failures_csv(out/'resized'/'test', 'resize'))
+    cut = _failure_list(failures_csv(out/'crops'/'test', 'crops'))
+    ids = [crop_id(i, d) for i,d in zip(dets.image_id, dets.det_idx)]
+    by_crop, by_file = pd.Series(dets.image_id.to_numpy(), index=ids), test.set_index('file_name').image_id
+    f = pd.concat([pd.DataFrame(dict(image_id=read.item.map(by_file), stage='read', reason=read.reason)),
                    pd.DataFrame(dict(image_id=cut.item.map(by_crop), stage='crop', reason=cut.reason))])
     lost = test.image_id[~test.image_id.isin(answered) & ~test.image_id.isin(f.image_id)]
-    f = pd.concat([f, pd.DataFrame(dict(image_id=lost, stage='predict', reason='no probabilities from the full model'))])
+    no_probs = 'no probabilities from the full model'
+    f = pd.concat([f, pd.DataFrame(dict(image_id=lost, stage='predict', reason=no_probs))])
     return f.dropna(subset=['image_id']).reset_index(drop=True)
 
-def write_submissions(seq:pd.DataFrame, test:pd.DataFrame, vocab:list, out:Path):
-    "The iWildCam 2021 (counts per sequence) and 2020 (label per image) submission files."
-    sub21 = metrics.submission_2021(seq, metrics.sequences_to_submit(test), metrics.species_ids(vocab))
-    metrics.write_submission(sub21, out/'submission_2021.csv')
-    metrics.write_submission(metrics.submission_2020(metrics.seq_pred_labels(seq), test), out/'submission_2020.csv')
+def _with_repeats(t:Tables, cfg:RunConfig, out=None)->Tables:
+    "`t` with its detections as the run's repeat options leave them (the list written into `out`)."
+    dets = handle_repeats(t.detections, t.images, cfg.repeats, cfg.repeats_review, cfg.repeat, out)
+    return replace(t, detections=dets)
+
+def aggregate(t:Tables, out:Path, cfg:RunConfig)->Answers:
+    "Answer every test sequence from the two probability tables, and write every answer file."
+    from iwildcam_nb.items import read_crops
+    t = _with_repeats(t, cfg, out)
+    vocab, (test, dets) = class_vocab(t.categories), t.test_split()
+    full, crop = read_probs(out/PROBS['full'], vocab), read_probs(out/PROBS['crop'], vocab)
+    res = answer_sequences(test, dets, full, crop, read_crops(out/'crops'/'test'), t.categories, cfg.ensemble,
+                           cfg.vote, cfg.count)
+    write_answers(out, test, dets, res, crop, t.categories, _run_failures(test, dets, full.index, out))
+    return res
 
 # %% ../nbs/09a_pipeline.ipynb #06101844
-STEPS = ('prepare', 'train full', 'train crop', 'predict full', 'predict crop', 'aggregate')
+_STEPS = ('prepare', 'train full', 'train crop', 'predict full', 'predict crop', 'aggregate')
 
-def inputs_key(inp:Inputs)->dict:
-    "What identifies a run's data: each path, and each JSON file's size and modification time (other data into the same folder reruns every step)."
-    key = {k: str(Path(v).resolve()) for k,v in asdict(inp).items() if v is not None and k not in ('test_labels', 'test_counts')}
+def _inputs_key(inp:Inputs)->dict:
+    "What identifies a run's data: each path, and each JSON file's size and modification time."
+    key = {k: str(Path(v).resolve()) for k,v in asdict(inp).items()
+           if v is not None and k not in ('test_labels', 'test_counts')}
     for k in ('train_json', 'test_json', 'megadetector'):
         if (p := Path(getattr(inp, k))).exists(): key[k] += f' {p.stat().st_size} {p.stat().st_mtime_ns}'
     return key
 
+def _review_key(cfg:RunConfig)->str|None:
+    "The reviewed repeat list's path, size and time: an edited list reruns the answers."
+    if cfg.repeats_review is None or not (p := Path(cfg.repeats_review)).exists(): return cfg.repeats_review
+    return f'{p.resolve()} {p.stat().st_size} {p.stat().st_mtime_ns}'
+
 def _step_opts(cfg:RunConfig, inp:Inputs)->dict:
     "The options and data each step depends on (a step also reruns when one before it did)."
     c = asdict(cfg)
-    return {'prepare': [c['resize_size'], c['crop_size'], c['crop_conf'], c['max_pixels'], c['max_boxes_per_image'], inputs_key(inp)],
-            'train full': [c['full'], c['weights']], 'train crop': [c['crop'], c['weights']],
+    prep = [c['resize_size'], c['crop_size'], c['crop_conf'], c['max_pixels'], c['max_boxes_per_image'],
+            _inputs_key(inp)]
+    return {'prepare': prep, 'train full': [c['full'], c['weights']], 'train crop': [c['crop'], c['weights']],
             'predict full': c['tta'], 'predict crop': c['tta'],
-            'aggregate': [c['ensemble'], c['vote'], c['count']]}
+            'aggregate': [c['ensemble'], c['vote'], c['count'], c['repeats'], c['repeat'], _review_key(cfg)]}
+
+def _step_outputs(out:Path)->dict:
+    "The files each step leaves: a step whose files are gone is redone."
+    return {'prepare': [out/'crops'/'test'/'crops.csv'], 'train full': [out/'models'/'full.safetensors'],
+            'train crop': [out/'models'/'crop.safetensors'], 'predict full': [out/PROBS['full']],
+            'predict crop': [out/PROBS['crop']],
+            'aggregate': [out/'submission_2021.csv', out/'submission_2020.csv',
+                          out/'megadetector_classified.json', out/'failures.csv']}
 
 def run(inp:Inputs, # where the data set is
         out, # output folder: everything the run makes goes here
         cfg:RunConfig|None=None, # options; None = the seed recipe (slow on a CPU: see `quick_config`)
         show_progress:bool|None=None, # progress bars; None = only on a terminal
        )->pd.DataFrame: # one row per step: how long it took, or 'skipped'
-    "Run every stage on `inp` into `out` (held by this run), skipping steps already done with the same options."
+    "Run every stage on `inp` into `out` (held by this run), skipping steps done with the same options."
     from iwildcam_nb.core import folder_lock
     cfg, out = cfg or RunConfig(), Path(out)
     with folder_lock(out): # one run per output folder: a second is refused, naming this one
         t, st, opts = load_inputs(inp, cfg.max_boxes_per_image), StepRecord(out), _step_opts(cfg, inp)
         sp = show_progress
         fns = {'prepare': lambda: prepare(t, inp, out, cfg, sp),
-               'train full': lambda: train_models(t, out, cfg, 'full', sp), 'train crop': lambda: train_models(t, out, cfg, 'crop', sp),
-               'predict full': lambda: predict_test(t, out, cfg, 'full', sp), 'predict crop': lambda: predict_test(t, out, cfg, 'crop', sp),
+               'train full': lambda: train_models(t, out, cfg, 'full', sp),
+               'train crop': lambda: train_models(t, out, cfg, 'crop', sp),
+               'predict full': lambda: predict_test(t, out, cfg, 'full', sp),
+               'predict crop': lambda: predict_test(t, out, cfg, 'crop', sp),
                'aggregate': lambda: aggregate(t, out, cfg)}
-        outs = {'prepare': [out/'crops'/'test'/'crops.csv'], 'train full': [out/'models'/'full.safetensors'],
-                'train crop': [out/'models'/'crop.safetensors'], 'predict full': [out/PROBS['full']],
-                'predict crop': [out/PROBS['crop']], 'aggregate': [out/'submission_2021.csv', out/'submission_2020.csv', out/'megadetector_classified.json', out/'failures.csv']}
-        return pd.DataFrame({'step': STEPS, 'took': [st.run(s, opts[s], outs[s], fns[s]) for s in STEPS]})
+        outs = _step_outputs(out)
+        return pd.DataFrame({'step': _STEPS, 'took': [st.run(s, opts[s], outs[s], fns[s]) for s in _STEPS]})
 
 # %% ../nbs/09a_pipeline.ipynb #ca52e5e8
-def _truth(inp:Inputs, t:dict)->tuple:
+def _truth(inp:Inputs)->tuple:
     "The test images' true labels and the true counts matrix of the test sequences."
-    if inp.test_labels is None or inp.test_counts is None: raise InputError('inputs', 'test_labels/test_counts', 'evaluation needs the truth')
+    if inp.test_labels is None or inp.test_counts is None:
+        raise InputError('inputs', 'test_labels/test_counts', 'evaluation needs the truth')
     labels = load_coco(inp.test_labels).labels
     return labels, metrics.read_truth(inp.test_counts)
 
 # %% ../nbs/09a_pipeline.ipynb #c9f1ea62
-def _read_outputs(t:dict, out:Path)->dict:
-    "What a finished run wrote and evaluation reads again and again: read once."
-    from iwildcam_nb.models import read_crops
-    vocab = class_vocab(t['categories'])
-    return dict(full=read_probs(out/PROBS['full'], vocab), crop=read_probs(out/PROBS['crop'], vocab),
-                ens=read_probs(out/'preds'/'ensemble_probs.csv', vocab), crops=read_crops(out/'crops'/'test'),
-                preds=pd.read_csv(out/'preds'/'image_preds.csv', dtype={'image_id': str, 'seq_id': str}))
+@dataclass(eq=False)
+class RunOutputs:
+    "What a finished run wrote about the test split, read once for the many scores made from it."
+    full:pd.DataFrame # full-model probabilities, one row per test photo
+    crop:pd.DataFrame # crop-model probabilities, one row per test crop
+    ens:pd.DataFrame # ensemble probabilities, one row per test photo
+    crops:pd.DataFrame # the test crops: crop_id, image_id, det_idx, conf...
+    preds:pd.DataFrame # image_preds: image_id, seq_id, label, score, source
+    def __repr__(self)->str: return _rows(self)
 
-def image_table(t:dict, r:dict, cfg:RunConfig)->dict:
-    "Per-image labels of the full model, the crop model alone (no crop: empty), the ensemble and the ensemble with the other `no_crop` rule."
-    vocab, (test, _) = class_vocab(t['categories']), _test_split(t)
+    @classmethod
+    def read(cls, t:Tables, out:Path)->RunOutputs:
+        "The tables a finished run left in `out`."
+        from iwildcam_nb.items import read_crops
+        vocab = class_vocab(t.categories)
+        return cls(full=read_probs(out/PROBS['full'], vocab), crop=read_probs(out/PROBS['crop'], vocab),
+                   ens=read_probs(out/'preds'/'ensemble_probs.csv', vocab),
+                   crops=read_crops(out/'crops'/'test'),
+                   preds=pd.read_csv(out/'preds'/'image_preds.csv', dtype={'image_id': str, 'seq_id': str}))
+
+# %% ../nbs/09a_pipeline.ipynb #eac68fd5
+def image_table(t:Tables, # the data set's tables
+                r:RunOutputs, # what the run wrote
+                cfg:RunConfig, # the run's options
+               )->dict: # method -> one label per test photo
+    "Per-image labels of each model, the ensemble, and the ensemble with the other `no_crop` rule."
+    vocab, (test, _) = class_vocab(t.categories), t.test_split()
     lab = lambda p: pd.Series(p.columns[p.to_numpy().argmax(1)], index=p.index)
-    crop_img = lab(crop_image_probs(r['crop'], check_crops(r['crops']), cfg.ensemble)).reindex(test.image_id, fill_value=0)
+    crop_img = lab(crop_image_probs(r.crop, check_crops(r.crops), cfg.ensemble))
+    crop_img = crop_img.reindex(test.image_id, fill_value=0)
     alt = replace(cfg.ensemble, no_crop='empty' if cfg.ensemble.no_crop == 'full' else 'full')
-    ens2 = ensemble_probs(r['full'], r['crop'], r['crops'], vocab, alt, test)[0]
-    return {'full model': lab(r['full']), 'crop model (no crop: empty)': crop_img, 'ensemble': lab(r['ens']),
+    ens2 = ensemble_probs(r.full, r.crop, r.crops, vocab, alt, test)[0]
+    return {'full model': lab(r.full), 'crop model (no crop: empty)': crop_img, 'ensemble': lab(r.ens),
             f'ensemble, no_crop={alt.no_crop!r}': lab(ens2)}
 
 # %% ../nbs/09a_pipeline.ipynb #e7f3b486
@@ -298,67 +412,91 @@ def evaluate(inp:Inputs, # a data set whose truth is known
             )->pd.DataFrame: # one row per method: what it is scored on and the score
     "Score every model, vote and counting rule of a finished run against the truth, side by side."
     cfg, out = cfg or RunConfig(), Path(out)
-    t = load_inputs(inp); labels, truth = _truth(inp, t)
-    r = _read_outputs(t, out)
+    t = load_inputs(inp)
+    labels, truth = _truth(inp)
+    r = RunOutputs.read(t, out)
+    rep = _repeat_rows(t, r, cfg, labels, truth)
+    t = _with_repeats(t, cfg)
     rows = [('image accuracy', k, metrics.accuracy(v, metrics.image_labels(labels).reindex(v.index)))
             for k,v in image_table(t, r, cfg).items()]
-    return pd.DataFrame(rows + _seq_rows(t, r, cfg, labels) + _count_rows(t, r, cfg, truth), columns=['measure', 'method', 'score'])
+    rows += _seq_rows(t, r, cfg, labels) + _count_rows(t, r, cfg, truth) + rep
+    return pd.DataFrame(rows, columns=['measure', 'method', 'score'])
 
 # %% ../nbs/09a_pipeline.ipynb #9d164fa3
-def _seq_preds(t:dict, r:dict, cfg:RunConfig, vote:VoteConfig|None=None, count:CountConfig|None=None)->pd.DataFrame:
+def _seq_preds(t:Tables, r:RunOutputs, cfg:RunConfig, vote:VoteConfig|None=None,
+               count:CountConfig|None=None)->pd.DataFrame:
     "seq_preds of the finished run's image predictions under another vote or counting rule."
-    test, dets = _test_split(t)
-    return predict_sequences(r['preds'], dets, test, t['categories'], r['ens'], r['crop'], r['crops'], vote or cfg.vote, count or cfg.count)
+    test, dets = t.test_split()
+    return predict_sequences(r.preds, dets, test, t.categories, r.ens, r.crop, r.crops, vote or cfg.vote,
+                             count or cfg.count)
 
-def _seq_rows(t:dict, r:dict, cfg:RunConfig, labels:pd.DataFrame)->list:
+def _seq_rows(t:Tables, r:RunOutputs, cfg:RunConfig, labels:pd.DataFrame)->list:
     "Sequence accuracy of each vote, and of the per-image labels taken as they are."
-    test, truth = _test_split(t)[0], metrics.image_labels(labels)
-    rows = [('image accuracy', 'ensemble, each image its own label', metrics.image_accuracy(r['preds'], labels))]
+    test, truth = t.test_split()[0], metrics.image_labels(labels)
+    rows = [('image accuracy', 'ensemble, each image its own label', metrics.image_accuracy(r.preds, labels))]
     for rule in ('majority', 'mean_prob'):
         for det in (False, True):
             sp = _seq_preds(t, r, cfg, vote=replace(cfg.vote, rule=rule, use_detector=det))
             name = f"{rule} vote{' + detector rules' if det else ''}"
             lab = metrics.seq_pred_labels(sp)
             rows.append(('sequence accuracy', name, metrics.seq_accuracy(sp, labels, test)))
-            rows.append(('image accuracy', f'{name}: each image its sequence label', metrics.accuracy(test.set_index('image_id').seq_id.map(lab), truth.reindex(test.image_id))))
+            acc = metrics.accuracy(test.set_index('image_id').seq_id.map(lab), truth.reindex(test.image_id))
+            rows.append(('image accuracy', f'{name}: each image its sequence label', acc))
     return rows
 
-def _count_rows(t:dict, r:dict, cfg:RunConfig, truth:pd.DataFrame)->list:
+def _count_rows(t:Tables, r:RunOutputs, cfg:RunConfig, truth:pd.DataFrame)->list:
     "MCRMSE of each counting rule, and of the always-zero and always-one baselines."
-    sp = metrics.species_ids(class_vocab(t['categories']))
+    sp = metrics.species_ids(class_vocab(t.categories))
     rows = []
     for rule in COUNT_RULES:
         seq = _seq_preds(t, r, cfg, count=replace(cfg.count, rule=rule, conf=None))
-        rows.append(('MCRMSE (lower is better)', f'count: {rule}', metrics.mcrmse(metrics.counts_from_seq_preds(seq, sp), truth, sp)))
+        score = metrics.mcrmse(metrics.counts_from_seq_preds(seq, sp), truth, sp)
+        rows.append(('MCRMSE (lower is better)', f'count: {rule}', score))
     zero = truth * 0
     seq = _seq_preds(t, r, cfg)
     one = (metrics.counts_from_seq_preds(seq, sp) > 0).astype(int)
     return rows + [('MCRMSE (lower is better)', 'always zero', metrics.mcrmse(zero, truth, sp)),
-                   ('MCRMSE (lower is better)', 'always one (of the voted species)', metrics.mcrmse(one, truth, sp))]
+                   ('MCRMSE (lower is better)', 'always one (of the voted species)',
+                    metrics.mcrmse(one, truth, sp))]
+
+def _repeat_rows(t:Tables, r:RunOutputs, cfg:RunConfig, labels:pd.DataFrame, truth:pd.DataFrame)->list:
+    "The submitted answers with repeat detections kept, then dropped: sequence and empty accuracy, MCRMSE."
+    test, sp, rows = t.test_split()[0], metrics.species_ids(class_vocab(t.categories)), []
+    empty = metrics.seq_labels(labels, test) == 0
+    for mode, name in (('off', 'kept'), ('drop', 'dropped')):
+        dets = handle_repeats(t.detections, t.images, mode, None, cfg.repeat)
+        seq = answer_sequences(test, dets[dets.image_id.isin(test.image_id)], r.full, r.crop, r.crops,
+                               t.categories, cfg.ensemble, cfg.vote, cfg.count).seq_preds
+        said = metrics.seq_pred_labels(seq).reindex(empty.index)
+        rows += [('sequence accuracy', f'repeat detections {name}', metrics.seq_accuracy(seq, labels, test)),
+                 ('empty-sequence accuracy', f'repeat detections {name}', (said[empty] == 0).mean()),
+                 ('MCRMSE (lower is better)', f'repeat detections {name}',
+                  metrics.mcrmse(metrics.counts_from_seq_preds(seq, sp), truth, sp))]
+    return rows
 
 # %% ../nbs/09a_pipeline.ipynb #0e66fbe8
 def scores_summary(ev:pd.DataFrame, # from `evaluate`
-             cfg:RunConfig, # the run's options (which vote and counting rule it submits)
-             out, # the output folder of the finished run
-             inp:Inputs, # the data set (its true counts)
-            )->pd.DataFrame: # measure, method, score
-    "The scores of what the run submits: its ensemble, vote and counting rule, and its 2021 submission scored as Kaggle does."
+                   cfg:RunConfig, # the run's options (which vote and counting rule it submits)
+                   out, # the output folder of the finished run
+                   inp:Inputs, # the data set (its true counts)
+                  )->pd.DataFrame: # measure, method, score
+    "The scores of what the run submits (ensemble, vote, counting rule), and of its 2021 submission file."
     vote = f"{cfg.vote.rule} vote{' + detector rules' if cfg.vote.use_detector else ''}"
-    pick = {('image accuracy', 'ensemble'), ('sequence accuracy', vote), ('MCRMSE (lower is better)', f'count: {cfg.count.rule}')}
+    pick = {('image accuracy', 'ensemble'), ('sequence accuracy', vote),
+            ('MCRMSE (lower is better)', f'count: {cfg.count.rule}')}
     rows = ev[[(m, k) in pick for m, k in zip(ev.measure, ev.method)]]
     s = metrics.score(Path(out)/'submission_2021.csv', inp.test_counts)
     sub = pd.DataFrame([(k, 'submission_2021.csv', s[k]) for k in ('MCRMSE', 'SCRSSE')], columns=rows.columns)
     return pd.concat([rows, sub], ignore_index=True)
 
 # %% ../nbs/09a_pipeline.ipynb #6beb5ee9
-def counts_long(m:pd.DataFrame)->pd.DataFrame:
-    "A counts matrix (seq_id x species) as the long table (seq_id, category_id, count); an empty sequence gets category 0."
+def _counts_long(m:pd.DataFrame)->pd.DataFrame:
+    "A counts matrix (seq_id x species) as a long table: seq_id, category_id (0 if empty), count."
     long = m.rename_axis(index='seq_id', columns='category_id').stack().rename('count').reset_index()
     long = long[long['count'] > 0]
     empty = m.index[(m.to_numpy() == 0).all(1)]
     return pd.concat([long, pd.DataFrame({'seq_id': empty, 'category_id': 0, 'count': 0})], ignore_index=True)
 
-# %% ../nbs/09a_pipeline.ipynb #350cfe1f
 def make_report(inp:Inputs, # a data set whose truth is known
                 out, # the output folder of a finished `run`
                 cfg:RunConfig|None=None, # the run's options
@@ -366,9 +504,11 @@ def make_report(inp:Inputs, # a data set whose truth is known
     "Write the report (confusion matrix, count errors per species, worst sequences) into `out/report`."
     from iwildcam_nb.report import report, ReportOpts
     cfg, out = cfg or RunConfig(), Path(out)
-    t = load_inputs(inp); labels, truth = _truth(inp, t)
-    test, dets = _test_split(t)
+    t = load_inputs(inp)
+    labels, truth = _truth(inp)
+    test, dets = t.test_split()
     seq = pd.read_csv(out/'preds'/'seq_preds.csv', dtype={'seq_id': str})
     preds = pd.read_csv(out/'preds'/'image_preds.csv', dtype={'image_id': str, 'seq_id': str})
-    report(seq, counts_long(truth), t['categories'], test, inp.test_images, dets, preds, labels, out/'report', ReportOpts(conf=cfg.crop_conf))
+    report(seq, _counts_long(truth), t.categories, test, inp.test_images, dets, preds, labels, out/'report',
+           ReportOpts(conf=cfg.crop_conf))
     return out/'report'

@@ -6,13 +6,13 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from .core import InputError, log
-from .models import KINDS, check_files, crop_items, full_items, load_model, quiet, read_crops
+from .items import check_files, crop_items, full_items, read_crops
+from .models import KINDS, load_model, quiet
 from .photos import list_images
 from .vocab import check_probs, write_probs
 
 # %% auto #0
-__all__ = ['INDEX_NAME', 'TTA_PASSES', 'TTA_BETA', 'predict_items', 'plain_preds', 'tta_preds', 'probs_table', 'seed_tta',
-           'use_tta', 'predict_probs', 'predict']
+__all__ = ['INDEX_NAME', 'predict_items', 'plain_preds', 'tta_preds', 'use_tta', 'predict_probs', 'model_probs']
 
 # %% ../nbs/05_predict.ipynb #c8e81f4b
 INDEX_NAME = {'full': 'image_id', 'crop': 'crop_id'} # the index of each kind's probability table
@@ -21,11 +21,12 @@ def _folder_images(folder)->pd.DataFrame:
     "An images table for a bare folder: every image, its path without extension as `image_id`."
     files = list_images(folder)
     if not files: raise InputError(folder, '-', 'no images found')
-    return pd.DataFrame({'image_id': [f.rsplit('.', 1)[0] for f in files], 'file_name': files, 'location': ''})
+    return pd.DataFrame({'image_id': [f.rsplit('.', 1)[0] for f in files], 'file_name': files,
+                         'location': ''})
 
 def predict_items(kind:str, # 'full' or 'crop'
                   folder, # resized frames (full) or crops folder with crops.csv (crop)
-                  images:pd.DataFrame|None=None, # full: images table to predict (file_name relative to `folder`); None: every image in `folder`
+                  images:pd.DataFrame|None=None, # full: images table to predict; None: all in `folder`
                   crops:pd.DataFrame|None=None, # crop: crops table; None: `folder`/crops.csv
                   min_conf:float=0., # crop: leave out boxes below this detector confidence
                  )->pd.DataFrame: # one row per readable picture: its key (image_id or crop_id) and path
@@ -36,7 +37,7 @@ def predict_items(kind:str, # 'full' or 'crop'
     return check_files(items)
 
 # %% ../nbs/05_predict.ipynb #00a95913
-TTA_PASSES, TTA_BETA = 4, 0.25 # fastai's TTA defaults: 4 augmented passes, the plain prediction weighted 0.25 in the blend
+_TTA_PASSES, _TTA_BETA = 4, 0.25 # fastai's TTA defaults: 4 augmented passes, the plain prediction weighs 0.25
 
 # %% ../nbs/05_predict.ipynb #bfb8c0a5
 def plain_preds(learn, # a learner, e.g. from `models.load_model`
@@ -46,68 +47,71 @@ def plain_preds(learn, # a learner, e.g. from `models.load_model`
     "Class probabilities of each picture in `dl`, without augmentation: a (pictures, classes) tensor."
     with quiet(learn, show_progress): return learn.get_preds(dl=dl)[0]
 
+# %% ../nbs/05_predict.ipynb #7d4bca41
 def tta_preds(learn, # a learner, e.g. from `models.load_model`
               dl, # DataLoader of the pictures
-              n:int=TTA_PASSES, # augmented passes
-              beta:float=TTA_BETA, # weight of the plain prediction in the blend (fastai's default)
+              n:int=_TTA_PASSES, # augmented passes
+              beta:float=_TTA_BETA, # weight of the plain prediction in the blend (fastai's default)
               show_progress:bool|None=None, # see `models.quiet`
              ):
-    "Class probabilities with test-time augmentation, by fastai's `Learner.tta`: a (pictures, classes) tensor."
+    "Class probabilities with test-time augmentation (fastai's `Learner.tta`): a (pictures, classes) tensor."
     with quiet(learn, show_progress): return learn.tta(dl=dl, n=n, beta=beta)[0]
 
+# %% ../nbs/05_predict.ipynb #cd187bea
+def use_tta(learn, # learner from `models.load_model` (it has `meta`)
+            tta:bool|None=None, # True/False: as asked; None: decide from how the model was trained
+           )->bool:
+    "Whether to predict with TTA: by default for fine-tuned models, not for head-strategy ones."
+    return (learn.meta.get('strategy', 'finetune') != 'head') if tta is None else bool(tta)
+
 # %% ../nbs/05_predict.ipynb #277be8e2
-def probs_table(preds, # (pictures, classes) probabilities, in `items` order
-                items:pd.DataFrame, # the pictures, with their key column
-                key:str, # 'image_id' or 'crop_id'
-                vocab:list[int], # the model's vocabulary: the columns of `preds`
-                source:str='predictions', # name for error messages
-               )->pd.DataFrame:
+def _probs_table(preds, # (pictures, classes) probabilities, in `items` order
+                 items:pd.DataFrame, # the pictures, with their key column
+                 key:str, # 'image_id' or 'crop_id'
+                 vocab:list[int], # the model's vocabulary: the columns of `preds`
+                 source:str='predictions', # name for error messages
+                )->pd.DataFrame:
     "`preds` as a probability table indexed by `key`, checked by `vocab.check_probs`."
     df = pd.DataFrame(preds.numpy() if hasattr(preds, 'numpy') else preds, columns=list(vocab),
                       index=pd.Index(items[key].astype(str), name=key))
     return check_probs(df, vocab, source)
 
-def seed_tta(seed:int|None, # the seed; None: leave the random state as it is
-            ):
-    "Seed Python's, NumPy's and PyTorch's random numbers (fastai's `set_seed`, reproducible), so TTA draws the same augmentations."
+def _seed_tta(seed:int|None, # the seed; None: leave the random state as it is
+             ):
+    "Seed Python's, NumPy's and PyTorch's random numbers (fastai's `set_seed`), so TTA draws the same."
     if seed is None: return
     from fastai.torch_core import set_seed
     set_seed(seed, reproducible=True)
 
-def use_tta(learn, # learner from `models.load_model` (it has `meta`)
-            tta:bool|None=None, # True/False: as asked; None: decide from how the model was trained
-           )->bool:
-    "Whether to predict with TTA: by default for fine-tuned models, not for head-strategy ones (their head never saw augmented pictures)."
-    return (learn.meta.get('strategy', 'finetune') != 'head') if tta is None else bool(tta)
-
 def predict_probs(learn, # learner from `models.load_model` (it has `meta`)
                   items:pd.DataFrame, # pictures to predict, from `predict_items`
                   tta:bool|None=None, # test-time augmentation (see `tta_preds`); None: as `use_tta` decides
-                  n:int=TTA_PASSES, beta:float=TTA_BETA, # TTA passes and weight of the plain prediction
+                  n:int=_TTA_PASSES, beta:float=_TTA_BETA, # TTA passes and weight of the plain prediction
                   show_progress:bool|None=None, # see `models.quiet`
-                  seed:int|None=0, # TTA: seed of the augmentations (the same inputs give the same table); None: not seeded
+                  seed:int|None=0, # TTA: seed of the augmentations; None: not seeded
                  )->pd.DataFrame: # indexed by image_id (full) or crop_id (crop), one column per class
     "The probability table of `items` under the loaded model."
     kind, vocab = learn.meta['kind'], learn.meta['vocab']
-    if not len(items): return probs_table(np.zeros((0, len(vocab)), 'float32'), items, INDEX_NAME[kind], vocab)
+    key = INDEX_NAME[kind]
+    if not len(items): return _probs_table(np.zeros((0, len(vocab)), 'float32'), items, key, vocab)
     dl, tta = learn.dls.test_dl(items), use_tta(learn, tta)
-    if tta: seed_tta(seed)
+    if tta: _seed_tta(seed)
     preds = tta_preds(learn, dl, n, beta, show_progress) if tta else plain_preds(learn, dl, show_progress)
-    return probs_table(preds, items, INDEX_NAME[kind], vocab, f'{kind} model')
+    return _probs_table(preds, items, key, vocab, f'{kind} model')
 
 # %% ../nbs/05_predict.ipynb #0f71d430
-def predict(model, # saved model: its .safetensors or .json file, or their common stem
-            folder, # resized frames (full model) or crops folder with crops.csv (crop model)
-            dest=None, # CSV to write the probability table to (atomically); None: only return it
-            images:pd.DataFrame|None=None, # full: the frames to predict; None: every image in `folder`
-            crops:pd.DataFrame|None=None, # crop: the crops table; None: `folder`/crops.csv
-            tta:bool|None=None, # test-time augmentation; None: as `use_tta` decides
-            n:int=TTA_PASSES, beta:float=TTA_BETA, # TTA passes and weight of the plain prediction
-            bs:int=64, # batch size
-            seed:int|None=0, # TTA: seed of the augmentations (see `predict_probs`); None: not seeded
-            show_progress:bool|None=None, # see `models.quiet`
-           )->pd.DataFrame:
-    "Predict the pictures in `folder` with a saved model; returns (and writes to `dest`) the probability table."
+def model_probs(model, # saved model: its .safetensors or .json file, or their common stem
+                folder, # resized frames (full model) or crops folder with crops.csv (crop model)
+                dest=None, # CSV to write the probability table to (atomically); None: only return it
+                images:pd.DataFrame|None=None, # full: the frames to predict; None: every image in `folder`
+                crops:pd.DataFrame|None=None, # crop: the crops table; None: `folder`/crops.csv
+                tta:bool|None=None, # test-time augmentation; None: as `use_tta` decides
+                n:int=_TTA_PASSES, beta:float=_TTA_BETA, # TTA passes and weight of the plain prediction
+                bs:int=64, # batch size
+                seed:int|None=0, # TTA: seed of the augmentations (see `predict_probs`); None: not seeded
+                show_progress:bool|None=None, # see `models.quiet`
+               )->pd.DataFrame:
+    "The probability table of a saved model on the pictures in `folder`, also written to `dest` if given."
     learn = load_model(model, bs=bs)
     items = predict_items(learn.meta['kind'], folder, images, crops)
     probs = predict_probs(learn, items, tta, n, beta, show_progress, seed)

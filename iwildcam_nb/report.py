@@ -4,70 +4,37 @@
 
 # %% ../nbs/09_report.ipynb #c1c055f8
 from __future__ import annotations
-import re, textwrap
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from .core import require_columns, InputError, atomic_path, log, safe_joiner, write_csv
-from .metrics import seq_labels, seq_pred_labels
-from .photos import display_size, open_rgb
+from .core import atomic_path, log, write_csv
+from .errors import (SEQ_RULES, cat_names, confusion_table, count_errors, count_pairs, name_of,
+                                sequence_labels, worst_sequences)
+from .frames import show_sequence
 
 # %% auto #0
-__all__ = ['MD_COLOURS', 'SEQ_RULES', 'cat_names', 'as_labels', 'confusion_table', 'fold_classes', 'confusion_title',
-           'plot_confusion', 'check_count_table', 'count_pairs', 'count_errors', 'plot_count_errors', 'describe_counts',
-           'sequence_errors', 'worst_sequences', 'frame_path', 'thumbnail', 'show_sequence', 'top_species',
-           'sequence_labels', 'ReportOpts', 'Report', 'report', 'save_report']
-
-# %% ../nbs/09_report.ipynb #4ee25a4d
-def cat_names(categories:pd.DataFrame|None, # categories table: category_id, name; None gives no names
-             )->dict[int,str]: # category id -> name
-    "Category names by id, for titles and axes."
-    if categories is None: return {}
-    return dict(zip(categories.category_id.astype(int), categories.name.astype(str)))
-
-def _name(names:dict, c)->str: return names.get(int(c), str(int(c)))
-
-# %% ../nbs/09_report.ipynb #dd61a493
-_KEYS, _LABELS = ('image_id', 'seq_id', 'crop_id'), ('label', 'category_id')
-
-def as_labels(t:pd.Series|pd.DataFrame, # Series of category ids indexed by id, or a labels (image_id, category_id) / image_preds (image_id, label) table
-              what:str='labels', # name of the table, for messages
-             )->pd.Series: # one integer category id per image (or sequence), indexed by its id
-    "One label per key from a Series, a labels table or an image_preds table; later duplicates of a key are dropped with a warning."
-    if isinstance(t, pd.DataFrame):
-        key, col = next((k for k in _KEYS if k in t.columns), None), next((k for k in _LABELS if k in t.columns), None)
-        if key is None or col is None: raise InputError(what, '-', f'expected an id column ({"/".join(_KEYS)}) and a label column (label or category_id)')
-        t = t.set_index(key)[col]
-    v = pd.to_numeric(t, errors='coerce')
-    if v.isna().any() or (v % 1 != 0).any(): raise InputError(what, str(t.index[(v.isna() | (v % 1 != 0)).to_numpy()][0]), 'label is not an integer category id')
-    dup = v.index.duplicated()
-    if dup.any(): log.warning(f'{what}: {dup.sum()} rows repeat an id already labelled; the first label of each is used')
-    return v[~dup].astype(int)
-
-# %% ../nbs/09_report.ipynb #7f284359
-def confusion_table(truth:pd.Series|pd.DataFrame, # true labels (see `as_labels`)
-                    pred:pd.Series|pd.DataFrame, # predicted labels, keyed the same way
-                    categories:pd.DataFrame|None=None, # categories table, for names (and the classes of `all_classes`)
-                    all_classes:bool=False, # include every category of `categories`, even those on neither side
-                   )->pd.DataFrame: # counts: rows true class, columns predicted class, both in category-id order
-    "Square confusion table of the items labelled on both sides, rows true and columns predicted, named by category."
-    t0, p0 = as_labels(truth, 'truth'), as_labels(pred, 'pred')
-    t, p = t0.align(p0, join='inner')
-    if len(t) < len(t0): log.info(f'confusion_table: {len(t)} of {len(t0)} labelled items have a prediction')
-    ids = set(t) | set(p) | (set(cat_names(categories)) if all_classes else set())
-    ids = sorted(int(i) for i in ids)
-    m = pd.crosstab(t.to_numpy(), p.to_numpy()) if len(t) else pd.DataFrame()
-    m = m.reindex(index=ids, columns=ids, fill_value=0).astype(int)
-    names = cat_names(categories)
-    m.index = pd.Index([_name(names, i) for i in ids], name='true')
-    m.columns = pd.Index([_name(names, i) for i in ids], name='predicted')
-    return m
+__all__ = ['fold_classes', 'plot_confusion', 'plot_count_errors', 'ReportOpts', 'Report', 'report', 'save_report']
 
 # %% ../nbs/09_report.ipynb #8d3cb38b
+def fold_classes(table:pd.DataFrame, # square confusion table (see `confusion_table`)
+                 max_classes:int=15, # keep this many rows and columns in all, 'other' included
+                )->pd.DataFrame: # the same table with the least frequent classes summed into 'other'
+    "Keep the classes with the most items (true + predicted), the rest summed into an 'other' row and column."
+    if len(table) <= max_classes: return table
+    tot = table.sum(axis=0) + table.sum(axis=1)
+    top = set(tot.sort_values(ascending=False, kind='stable').index[:max_classes - 1])
+    keep = [c for c in table.index if c in top]
+    lab = pd.Series({c: c if c in top else 'other' for c in table.index})
+    out = table.groupby(lab.reindex(table.index).to_numpy()).sum()
+    out = out.T.groupby(lab.reindex(out.columns).to_numpy()).sum().T
+    out = out.reindex(index=keep + ['other'], columns=keep + ['other'])
+    return out.rename_axis(index=table.index.name, columns=table.columns.name)
+
+# %% ../nbs/09_report.ipynb #9f610782
 def _axes(ax, figsize:tuple):
-    "The figure and axes to draw on: those of `ax`, or a new figure of `figsize` (not tied to pyplot, so nothing leaks)."
+    "The figure and axes to draw on: those of `ax`, or a new figure of `figsize` (not pyplot's, none leaks)."
     if ax is not None: return ax.figure, ax
     fig = Figure(figsize=figsize, layout='constrained')
     return fig, fig.subplots()
@@ -76,109 +43,48 @@ def _row_share(m:pd.DataFrame)->pd.DataFrame:
     "Each row divided by its total (rows of zeros stay zero)."
     return m.div(m.sum(axis=1).replace(0, 1), axis=0)
 
-def fold_classes(table:pd.DataFrame, # square confusion table (see `confusion_table`)
-                 max_classes:int=15, # keep this many rows and columns in all, 'other' included
-                )->pd.DataFrame: # the same table with the least frequent classes summed into 'other'
-    "Keep the classes with the most items (true + predicted) and sum the rest into one 'other' row and column."
-    if len(table) <= max_classes: return table
-    tot = table.sum(axis=0) + table.sum(axis=1)
-    top = set(tot.sort_values(ascending=False, kind='stable').index[:max_classes - 1])
-    keep = [c for c in table.index if c in top]
-    lab = pd.Series({c: c if c in top else 'other' for c in table.index})
-    out = table.groupby(lab.reindex(table.index).to_numpy()).sum()
-    out = out.T.groupby(lab.reindex(out.columns).to_numpy()).sum().T
-    return out.reindex(index=keep + ['other'], columns=keep + ['other']).rename_axis(index=table.index.name, columns=table.columns.name)
-
-def confusion_title(table:pd.DataFrame, # from `confusion_table`
-                    what:str='', # what the items are ('sequences', 'frames'), named after their number
-                    how:str='', # how each item got its true and predicted label, on a line of its own
-                    normalize:bool=True, # add the line saying rows are shares of the true class
-                   )->str:
-    "The accuracy of the whole table and what it is out of, then how items were labelled and what the rows show, one line each."
+def _confusion_title(table:pd.DataFrame, # from `confusion_table`
+                     what:str='', # what the items are ('sequences', 'frames'), named after their number
+                     how:str='', # how each item got its true and predicted label, on a line of its own
+                     normalize:bool=True, # add the line saying rows are shares of the true class
+                    )->str:
+    "The accuracy of the whole table and what it is out of, how items were labelled, what the rows show."
     n = int(table.to_numpy().sum())
     acc = np.trace(table.to_numpy())/n if n else float('nan')
-    lines = [f'accuracy {acc:.1%} of {n}' + (f' {what}' if what else ''), how, 'rows: share of the true class' if normalize else '']
+    lines = [f'accuracy {acc:.1%} of {n}' + (f' {what}' if what else ''), how,
+             'rows: share of the true class' if normalize else '']
     return '\n'.join(l for l in lines if l)
 
 def plot_confusion(table:pd.DataFrame, # from `confusion_table`
-                   normalize:bool=True, # colour and annotate rows as shares of the true class, not raw counts
+                   normalize:bool=True, # colour and annotate rows as shares of the true class, not counts
                    ax=None, # matplotlib Axes to draw on; a new figure when None
                    figsize:tuple=(5, 4), # size of a new figure, inches
                    title:str='', # title; default: the accuracy and the number of items
-                   max_classes:int=15, # beyond this many classes, the rarest are folded into 'other' (see `fold_classes`)
+                   max_classes:int=15, # beyond this many classes, the rarest are folded into 'other'
                   )->tuple: # (Figure, Axes)
     "Heatmap of a confusion table, rows optionally normalized, accuracy (of the whole table) in the title."
     import seaborn as sns # imported here: it takes a second, and only plots need it
     fig, ax = _axes(ax, figsize)
-    ax.set_title(title or confusion_title(table, normalize=normalize), fontsize=9)
+    ax.set_title(title or _confusion_title(table, normalize=normalize), fontsize=9)
     if not table.to_numpy().sum(): return fig, ax
     t = fold_classes(table, max_classes)
-    sns.heatmap(_row_share(t) if normalize else t, ax=ax, annot=True, fmt='.2f' if normalize else 'd', cmap='Blues', cbar=False,
-                vmin=0, vmax=1 if normalize else None, annot_kws=dict(fontsize=7), linewidths=.5, square=True)
+    sns.heatmap(_row_share(t) if normalize else t, ax=ax, annot=True, fmt='.2f' if normalize else 'd',
+                cmap='Blues', cbar=False, vmin=0, vmax=1 if normalize else None, annot_kws=dict(fontsize=7),
+                linewidths=.5, square=True)
     ax.tick_params(labelsize=7)
     return fig, ax
-
-# %% ../nbs/09_report.ipynb #aea8eab9
-_COUNT_COLS = ('seq_id', 'category_id', 'count')
-
-def _whole(t:pd.DataFrame, col:str, what:str)->pd.Series:
-    "Column `col` of `t` as int, or an `InputError` naming the first sequence whose value is not a whole number >= 0."
-    v = pd.to_numeric(t[col], errors='coerce')
-    bad = (v.isna() | (v < 0) | (v % 1 != 0)).to_numpy()
-    if bad.any(): raise InputError(what, f'{col} (seq {t.seq_id.to_numpy()[bad][0]})', f'not a whole number >= 0: {t[col].to_numpy()[bad][0]!r}')
-    return v.astype(int)
-
-def check_count_table(t:pd.DataFrame, # seq_preds or ground-truth counts: seq_id, category_id, count
-                 what:str='counts', # name of the table, for messages
-                )->pd.DataFrame: # seq_id, category_id (int), count (int), and the other columns
-    "A count table checked: required columns, whole non-negative counts, one row per (seq_id, category_id)."
-    require_columns(t, _COUNT_COLS, what)
-    c, n = _whole(t, 'category_id', what), _whole(t, 'count', what)
-    dup = t.duplicated(['seq_id', 'category_id'])
-    if dup.any(): raise InputError(what, f'seq {t.seq_id[dup].iloc[0]}', f'category {t.category_id[dup].iloc[0]} appears twice')
-    return t.assign(category_id=c, count=n)
-
-# %% ../nbs/09_report.ipynb #c294a673
-def count_pairs(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count
-                true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
-               )->pd.DataFrame: # seq_id, category_id, true, pred: one row per species present on either side
-    "True and predicted count of each species in each sequence of the truth, a species missing on one side counting 0."
-    p, t = check_count_table(pred_counts, 'pred_counts'), check_count_table(true_counts, 'true_counts')
-    seqs = set(t.seq_id)
-    missing = seqs - set(p.seq_id)
-    if missing: log.warning(f'count_pairs: {len(missing)} of {len(seqs)} sequences have no prediction; counted as empty')
-    k = ['seq_id', 'category_id']
-    m = t[k + ['count']].rename(columns={'count': 'true'}).merge(
-        p.loc[p.seq_id.isin(seqs), k + ['count']].rename(columns={'count': 'pred'}), on=k, how='outer')
-    m = m.fillna(0).astype({'true': int, 'pred': int})
-    m = m[(m.category_id != 0) & ((m.true > 0) | (m.pred > 0))]
-    return m.sort_values(k, ignore_index=True)
-
-# %% ../nbs/09_report.ipynb #0bab9b96
-def count_errors(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count
-                 true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
-                 categories:pd.DataFrame|None=None, # categories table, for names
-                )->pd.DataFrame: # per species: name, n_seqs, true_total, pred_total, mae, rmse, bias, exact
-    "Per-species count error over the sequences where the species is true or predicted."
-    m = count_pairs(pred_counts, true_counts)
-    e = m.pred - m.true
-    g = m.assign(err=e, abs=e.abs(), sq=e**2, exact=e == 0).groupby('category_id')
-    res = g.agg(n_seqs=('seq_id', 'size'), true_total=('true', 'sum'), pred_total=('pred', 'sum'), mae=('abs', 'mean'),
-                rmse=('sq', 'mean'), bias=('err', 'mean'), exact=('exact', 'mean'))
-    res['rmse'] = np.sqrt(res.rmse)
-    names = cat_names(categories)
-    res.insert(0, 'name', [_name(names, c) for c in res.index])
-    return res
 
 # %% ../nbs/09_report.ipynb #6c5a686a
 def _bars(errors:pd.DataFrame, ax, max_species:int):
     "Horizontal bars of MAE and bias per species (the `max_species` in the most sequences), n beside each."
-    if len(errors) > max_species: errors = errors.sort_values('n_seqs', ascending=False, kind='stable').head(max_species)
+    if len(errors) > max_species:
+        errors = errors.sort_values('n_seqs', ascending=False, kind='stable').head(max_species)
     y = np.arange(len(errors))
     ax.barh(y - .2, errors.mae, height=.4, label='mean abs error', color='#4c72b0')
     ax.barh(y + .2, errors.bias, height=.4, label='bias (pred - true)', color='#dd8452')
     ax.set_yticks(y, [f'{n} (n={k})' for n, k in zip(errors.name, errors.n_seqs)], fontsize=7)
-    ax.axvline(0, color='k', lw=.5); ax.invert_yaxis()
+    ax.axvline(0, color='k', lw=.5)
+    ax.invert_yaxis()
     ax.set_xlabel('animals per sequence', fontsize=8)
     if len(errors): ax.legend(fontsize=7)
 
@@ -186,17 +92,20 @@ def _scatter(pairs:pd.DataFrame, names:dict, ax, seed:int=0, jitter:float=.15, m
     "Predicted vs true count per (sequence, species), jittered so equal pairs stay visible."
     rng = np.random.default_rng(seed)
     for c, g in pairs.groupby('category_id'):
-        ax.scatter(g.true + rng.uniform(-jitter, jitter, len(g)), g.pred + rng.uniform(-jitter, jitter, len(g)),
-                   s=12, alpha=.7, label=_name(names, c))
+        x = g.true + rng.uniform(-jitter, jitter, len(g))
+        ax.scatter(x, g.pred + rng.uniform(-jitter, jitter, len(g)), s=12, alpha=.7, label=name_of(names, c))
     top = max(pairs[['true', 'pred']].to_numpy().max(initial=0), 1) + .5
-    ax.plot([0, top], [0, top], 'k--', lw=.7); ax.set_xlim(-.5, top); ax.set_ylim(-.5, top)
-    ax.set_xlabel('true count', fontsize=8); ax.set_ylabel('predicted count', fontsize=8)
+    ax.plot([0, top], [0, top], 'k--', lw=.7)
+    ax.set_xlim(-.5, top)
+    ax.set_ylim(-.5, top)
+    ax.set_xlabel('true count', fontsize=8)
+    ax.set_ylabel('predicted count', fontsize=8)
     if 0 < pairs.category_id.nunique() <= max_legend: ax.legend(fontsize=6)
 
 def plot_count_errors(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count
                       true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
                       categories:pd.DataFrame|None=None, # categories table, for names
-                      kind:str='bar', # 'bar': MAE and bias per species; 'scatter': predicted vs true count per sequence and species
+                      kind:str='bar', # 'bar' (MAE and bias per species) or 'scatter' (predicted vs true)
                       ax=None, # matplotlib Axes to draw on; a new figure when None
                       figsize:tuple=(5, 4), # size of a new figure, inches
                       max_species:int=20, # bars: show only the species in the most sequences
@@ -208,184 +117,6 @@ def plot_count_errors(pred_counts:pd.DataFrame, # predicted counts (seq_preds): 
     else: _scatter(count_pairs(pred_counts, true_counts), cat_names(categories), ax)
     ax.set_title('count error per species' if kind == 'bar' else 'predicted vs true count', fontsize=9)
     return fig, ax
-
-# %% ../nbs/09_report.ipynb #afbe3d6c
-def describe_counts(counts:dict, # category id -> count
-                    names:dict, # category id -> name (see `cat_names`)
-                   )->str:
-    "'bushbuck ×2, ocelot ×1', or 'empty'."
-    return ', '.join(f'{_name(names, c)} ×{n}' for c, n in sorted(counts.items()) if c != 0 and n > 0) or 'empty'
-
-def _reason(t:dict, p:dict, names:dict)->str:
-    "What is wrong in one sequence, from its true and predicted counts (species with a count > 0)."
-    n = lambda c: _name(names, c)
-    miss, extra = sorted(set(t) - set(p)), sorted(set(p) - set(t))
-    if len(miss) == 1 and len(extra) == 1: out = [f'{n(miss[0])} ×{t[miss[0]]} taken for {n(extra[0])} ×{p[extra[0]]}']
-    else: out = [f'missed {n(c)} ×{t[c]}' for c in miss] + [f'extra {n(c)} ×{p[c]}' for c in extra]
-    return '; '.join(out + [f'{n(c)}: counted {p[c]}, true {t[c]}' for c in sorted(set(t) & set(p)) if t[c] != p[c]])
-
-# %% ../nbs/09_report.ipynb #a30b3f1d
-def _per_seq(pairs:pd.DataFrame, col:str)->dict:
-    "seq_id -> {category_id: count} of the species with a count > 0 in column `col`."
-    pos = pairs[pairs[col] > 0]
-    return {s: dict(zip(g.category_id, g[col])) for s, g in pos.groupby('seq_id')}
-
-def sequence_errors(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count
-                    true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
-                    categories:pd.DataFrame|None=None, # categories table, for names
-                   )->pd.DataFrame: # per truth sequence: true, pred, count_error, wrong_species, reason
-    "Each sequence of the truth: true and predicted counts in words, total count error, whether the species are wrong, and why."
-    pairs, names = count_pairs(pred_counts, true_counts), cat_names(categories)
-    t, p = _per_seq(pairs, 'true'), _per_seq(pairs, 'pred')
-    seqs = check_count_table(true_counts, 'true_counts').seq_id.unique()
-    err = (pairs.pred - pairs.true).abs().groupby(pairs.seq_id).sum()
-    rows = [dict(seq_id=s, true=describe_counts(t.get(s, {}), names), pred=describe_counts(p.get(s, {}), names),
-                 count_error=int(err.get(s, 0)), wrong_species=set(t.get(s, {})) != set(p.get(s, {})),
-                 reason=_reason(t.get(s, {}), p.get(s, {}), names)) for s in seqs]
-    return pd.DataFrame(rows, columns=['seq_id', 'true', 'pred', 'count_error', 'wrong_species', 'reason'])
-
-def worst_sequences(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count
-                    true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
-                    n:int=3, # how many to return (fewer if fewer are wrong)
-                    categories:pd.DataFrame|None=None, # categories table, for names in `reason`
-                   )->pd.DataFrame: # the `n` worst rows of `sequence_errors`
-    "The sequences with a wrong species first, then the largest total count error; ties by seq_id, right sequences never."
-    e = sequence_errors(pred_counts, true_counts, categories)
-    e = e[e.count_error > 0].sort_values(['wrong_species', 'count_error', 'seq_id'], ascending=[False, False, True])
-    return e.head(n).reset_index(drop=True)
-
-# %% ../nbs/09_report.ipynb #ce5a8078
-def _frame_rows(seq_id, images:pd.DataFrame, max_frames:int)->tuple[pd.DataFrame,int]:
-    "The frames of `seq_id` in order (frame_num, then datetime), evenly thinned to at most `max_frames`; and how many it has."
-    f = images[images.seq_id == seq_id]
-    if not len(f): raise InputError('images', 'seq_id', f'no frames for sequence {seq_id!r}')
-    f = f.sort_values([c for c in ('frame_num', 'datetime', 'image_id') if c in f.columns])
-    keep = np.unique(np.linspace(0, len(f) - 1, min(max_frames, len(f))).round().astype(int))
-    return f.iloc[keep], len(f)
-
-# %% ../nbs/09_report.ipynb #59b6f24f
-def frame_path(row, # one row of the images table (file_name, and split when `root` is a mapping)
-               root, # folder the file names are relative to, or a mapping split -> folder
-              )->Path:
-    "The image file of one images-table row, safely under `root` (or under `root[row.split]`)."
-    base = root[row['split']] if isinstance(root, dict) else root
-    return safe_joiner(base)(row['file_name'])
-
-def thumbnail(path, # image file
-              thumb:int=128, # longest side of the thumbnail, pixels
-             )->tuple[np.ndarray|None,str]: # (RGB uint8 array, or None when unreadable; note: '', 'truncated', or why it failed)
-    "A small RGB array of the image at `path`, or None and the reason; never raises for a bad file."
-    try:
-        w, h = display_size(path)
-        im, note = open_rgb(path, shrink=max(w, h)/thumb)
-        im.thumbnail((thumb, thumb))
-        return np.asarray(im), note
-    except FileNotFoundError: return None, 'missing file'
-    except Exception as e: return None, f'unreadable: {type(e).__name__}'
-
-# %% ../nbs/09_report.ipynb #0fc13da2
-MD_COLOURS = {'animal': '#e8423f', 'person': '#3b7dd8', 'vehicle': '#f0a81c'} # box colour per MegaDetector category
-
-def _placeholder(ax, thumb:int, reason:str):
-    "A grey tile with `reason` written on it."
-    ax.imshow(np.full((thumb*3//4, thumb, 3), 160, np.uint8))
-    ax.text(thumb/2, thumb*3/8, textwrap.fill(reason, 14, break_long_words=False), ha='center', va='center', fontsize=6)
-
-def _boxes(ax, dets:pd.DataFrame, W:int, H:int):
-    "Detector boxes (normalized x, y, w, h) drawn on an image of W x H pixels, conf beside each."
-    for b in dets.itertuples():
-        c = MD_COLOURS.get(b.category, 'white')
-        ax.add_patch(Rectangle((b.x*W, b.y*H), b.w*W, b.h*H, fill=False, edgecolor=c, lw=1))
-        ax.text(b.x*W, b.y*H, f'{b.conf:.2f}', color='white', fontsize=5, va='bottom',
-                bbox=dict(facecolor=c, edgecolor='none', pad=.5))
-
-def _frame_title(row, note:str, image_preds:pd.DataFrame|None, names:dict)->str:
-    "Tile title: frame number, the frame's predicted label and score when given, and any note."
-    s = f"#{row['frame_num']}" if 'frame_num' in row else str(row['image_id'])[:8]
-    if image_preds is not None:
-        p = image_preds[image_preds.image_id == row['image_id']]
-        if len(p): s += f" {_name(names, p.label.iloc[0])[:12]} {p.score.iloc[0]:.2f}"
-    return s + (f' ({note})' if note else '')
-
-# %% ../nbs/09_report.ipynb #d18a9956
-def _seq_counts(t:pd.DataFrame|None, seq_id)->dict:
-    "{category_id: count} of one sequence in a count table (empty when the table is None)."
-    if t is None: return {}
-    g = t[t.seq_id == seq_id]
-    return {int(c): int(n) for c, n in zip(g.category_id, g['count']) if c != 0 and n > 0}
-
-def _seq_title(seq_id, shown:int, total:int, truth, pred, names:dict)->tuple[str,str]:
-    "Figure title and its colour: red when the predicted species differ from the true ones."
-    t, p = _seq_counts(truth, seq_id), _seq_counts(pred, seq_id)
-    head = f'sequence {str(seq_id)[:13]}  ({shown} of {total} frames)'
-    parts = ([f'true: {describe_counts(t, names)}'] if truth is not None else []) + ([f'predicted: {describe_counts(p, names)}'] if pred is not None else [])
-    wrong = truth is not None and pred is not None and set(t) != set(p)
-    return head + ('\n' + '  |  '.join(parts) if parts else ''), ('#c0392b' if wrong else 'black')
-
-# %% ../nbs/09_report.ipynb #2b754385
-def show_sequence(seq_id, # the sequence to show
-                  images:pd.DataFrame, # images table: image_id, seq_id, file_name (frame_num, split)
-                  root, # folder the file names are relative to, or a mapping split -> folder
-                  detections:pd.DataFrame|None=None, # MegaDetector detections to draw
-                  truth:pd.DataFrame|None=None, # true counts (seq_id, category_id, count), for the title
-                  pred:pd.DataFrame|None=None, # predicted counts (seq_preds), for the title
-                  conf:float=.3, # draw detections at or above this confidence
-                  max_frames:int=6, # show at most this many frames, evenly spread over the sequence
-                  thumb:int=128, # longest side of each tile, pixels
-                  categories:pd.DataFrame|None=None, # categories table, for names
-                  image_preds:pd.DataFrame|None=None, # per-frame predictions (image_id, label, score), shown under each tile
-                 )->Figure:
-    "The frames of one sequence in a row, detector boxes drawn, true vs predicted species in the title; unreadable frames become grey tiles."
-    rows, total = _frame_rows(seq_id, images, max_frames)
-    names, k = cat_names(categories), len(rows)
-    fig = Figure(figsize=(1.3*k, 1.35), layout='constrained')
-    dets = detections[detections.conf >= conf] if detections is not None else None
-    for ax, (_, r) in zip(np.atleast_1d(fig.subplots(1, k)), rows.iterrows()):
-        try: a, note = thumbnail(frame_path(r, root), thumb)
-        except (InputError, KeyError) as e: a, note = None, f'bad path: {type(e).__name__}'
-        if a is None: _placeholder(ax, thumb, note)
-        else:
-            ax.imshow(a)
-            if dets is not None: _boxes(ax, dets[dets.image_id == r['image_id']], a.shape[1], a.shape[0])
-        ax.set_title(_frame_title(r, note if a is not None else '', image_preds, names), fontsize=6)
-        ax.set_axis_off()
-    title, colour = _seq_title(seq_id, k, total, truth, pred, names)
-    fig.suptitle(title, fontsize=7, color=colour)
-    return fig
-
-# %% ../nbs/09_report.ipynb #aeccefcd
-def top_species(counts:pd.DataFrame, # seq_preds or true counts: seq_id, category_id, count (score optional)
-               )->pd.Series: # category id per seq_id (0 = empty), named category_id
-    "The main species of each sequence: the largest count, then the highest score, then the lowest id; 0 when empty."
-    c = check_count_table(counts)
-    pos = c[(c['count'] > 0) & (c.category_id != 0)]
-    by = ['count'] + (['score'] if 'score' in c.columns else []) + ['category_id']
-    top = pos.sort_values(by, ascending=[False]*(len(by) - 1) + [True]).drop_duplicates('seq_id')
-    return top.set_index('seq_id').category_id.reindex(c.seq_id.unique(), fill_value=0)
-
-# %% ../nbs/09_report.ipynb #b1d0a6c3
-SEQ_RULES = {'frames': 'true: species on most frames; predicted: largest count',
-             'counts': 'true and predicted: species with the largest count'} # how `sequence_labels` labelled the sequences, for titles
-
-def _frame_truth(seqs, labels:pd.DataFrame|None, images:pd.DataFrame|None)->pd.Series|None:
-    "True label of each sequence of `seqs` from its frame labels (`metrics.seq_labels`); None, with a warning, when a frame or a sequence has none."
-    if labels is None or images is None: return None
-    try: t = seq_labels(labels, images[images.seq_id.isin(seqs)])
-    except InputError as e: log.warning(f'report: sequences labelled by their counts, not their frames ({e})'); return None
-    miss = pd.Index(seqs).difference(t.index)
-    if len(miss): log.warning(f"report: sequences labelled by their counts, not their frames (no frames for {len(miss)} of the truth's sequences, first {miss[0]!r})"); return None
-    return t.reindex(seqs)
-
-def sequence_labels(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count (score)
-                    true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
-                    labels:pd.DataFrame|None=None, # true frame labels (image_id, category_id); with `images`, the true labels come from them
-                    images:pd.DataFrame|None=None, # images table (image_id, seq_id) holding the frames of the truth's sequences
-                   )->tuple[pd.Series,pd.Series,str]: # true and predicted category per truth sequence (0 = empty), and the rule (a key of `SEQ_RULES`)
-    "One true and one predicted label per sequence of the truth: those `metrics.seq_accuracy` compares when frame labels are given, else the largest counts."
-    seqs = check_count_table(true_counts, 'true_counts').seq_id.unique()
-    t = _frame_truth(seqs, labels, images)
-    if t is None: return top_species(true_counts), top_species(pred_counts).reindex(seqs, fill_value=0), 'counts'
-    return t, seq_pred_labels(check_count_table(pred_counts, 'pred_counts')).reindex(seqs, fill_value=0), 'frames'
 
 # %% ../nbs/09_report.ipynb #8fd00e8b
 @dataclass
@@ -400,6 +131,7 @@ class ReportOpts:
     kind:str='bar' # count-error view: 'bar' or 'scatter'
     dpi:int=100 # resolution of saved PNGs
 
+# %% ../nbs/09_report.ipynb #6ec67c19
 @dataclass
 class Report:
     "The figures and tables of one report, and the files written."
@@ -409,16 +141,18 @@ class Report:
 
 # %% ../nbs/09_report.ipynb #fee2f7aa
 def _confusions(r:Report, pred_counts, true_counts, categories, images, image_preds, labels, o:ReportOpts):
-    "The sequence-level confusion (labels from `sequence_labels`, the rule in the title) and, given frame predictions and labels, the frame-level one."
+    "The sequence confusion (`sequence_labels`, its rule in the title), and the frame one when possible."
     t, p, rule = sequence_labels(pred_counts, true_counts, labels, images)
     pairs = {'confusion': (t, p, 'sequences', SEQ_RULES[rule])}
-    if image_preds is not None and labels is not None: pairs['confusion_images'] = (labels, image_preds, 'frames', '')
+    if image_preds is not None and labels is not None:
+        pairs['confusion_images'] = (labels, image_preds, 'frames', '')
     for name, (truth, pred, what, how) in pairs.items():
-        r.tables[name] = confusion_table(truth, pred, categories)
-        title = confusion_title(r.tables[name], what, how, o.normalize)
-        r.figures[name] = plot_confusion(r.tables[name], o.normalize, title=title, max_classes=o.max_classes)[0]
+        r.tables[name] = tab = confusion_table(truth, pred, categories)
+        title = _confusion_title(tab, what, how, o.normalize)
+        r.figures[name] = plot_confusion(tab, o.normalize, title=title, max_classes=o.max_classes)[0]
 
-def _worst_views(r:Report, pred_counts, true_counts, categories, images, root, detections, image_preds, o:ReportOpts):
+def _worst_views(r:Report, pred_counts, true_counts, categories, images, root, detections, image_preds,
+                 o:ReportOpts):
     "The worst-sequence table and, when frames are available, one figure per sequence."
     r.tables['worst_sequences'] = w = worst_sequences(pred_counts, true_counts, o.n_worst, categories)
     if images is None or root is None: return
@@ -429,15 +163,15 @@ def _worst_views(r:Report, pred_counts, true_counts, categories, images, root, d
 def report(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count (score)
            true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
            categories:pd.DataFrame|None=None, # categories table, for names
-           images:pd.DataFrame|None=None, # images table; with `root`, the worst sequences are drawn; with `labels`, sequences are labelled by their frames
+           images:pd.DataFrame|None=None, # images table: to draw the worst sequences, and label by frames
            root=None, # folder the file names are relative to, or a mapping split -> folder
            detections:pd.DataFrame|None=None, # MegaDetector detections, drawn on the frames
-           image_preds:pd.DataFrame|None=None, # frame predictions; with `labels`, a frame-level confusion too
+           image_preds:pd.DataFrame|None=None, # frame predictions; with `labels`, a frame confusion too
            labels:pd.DataFrame|None=None, # true frame labels (image_id, category_id)
            out_dir=None, # when given, figures are saved there as PNG and tables as CSV
            opts:ReportOpts|None=None, # what to show and how
           )->Report:
-    "Confusion matrix, per-species count errors and the worst sequences as figures and tables, optionally saved to `out_dir`."
+    "Confusion matrix, per-species count errors and the worst sequences as figures and tables, maybe saved."
     o, r = opts or ReportOpts(), Report()
     _confusions(r, pred_counts, true_counts, categories, images, image_preds, labels, o)
     r.tables['count_errors'] = count_errors(pred_counts, true_counts, categories)
@@ -451,12 +185,13 @@ def save_report(r:Report, # from `report`
                 out_dir, # folder to write into (created)
                 dpi:int=100, # resolution of the PNGs
                )->list[Path]: # the files written
-    "Each figure as `name.png` and each table as `name.csv` in `out_dir`, written atomically; stale `worst_N.png` are removed."
+    "Each figure as `name.png` and table as `name.csv` in `out_dir`, atomically (old `worst_N.png` removed)."
     out = Path(out_dir)
     for name, fig in r.figures.items():
         with atomic_path(out/f'{name}.png') as p: fig.savefig(p, format='png', dpi=dpi)
         r.files.append(out/f'{name}.png')
-    for name, t in r.tables.items(): r.files.append(write_csv(t, out/f'{name}.csv', index=name != 'worst_sequences'))
+    for name, t in r.tables.items():
+        r.files.append(write_csv(t, out/f'{name}.csv', index=name != 'worst_sequences'))
     for f in out.glob('worst_*.png'):
         if re.fullmatch(r'worst_\d+\.png', f.name) and f not in r.files: f.unlink()
     log.info(f'report: {len(r.files)} files in {out}')

@@ -4,23 +4,23 @@
 
 # %% ../nbs/02_sample.ipynb #dd704263
 from __future__ import annotations
-import math, uuid, zlib
-from dataclasses import dataclass, field, asdict, replace
+import math, uuid
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
-from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 from .core import InputError, atomic_path, read_json, write_json, write_csv, log
-from .scenes import SPECIES, DEFAULT_SPECIES, Location, draw_animal, make_scene, to_infrared
+from .scenes import SPECIES, Location
+from .simulate import (
+    SampleConfig, SeqPlan, frame_labels, make_locations, plan_sequences, render_sequence, sample_uuid)
+from .supplements import SupplementConfig, closeups, place_cameras, taxonomy_table
 if TYPE_CHECKING: import pandas as pd
 
 # %% auto #0
-__all__ = ['SAMPLE_FILES', 'INAT_DIR', 'SITES', 'TAXONOMY_COLS', 'DetectorSim', 'SampleConfig', 'make_locations', 'sample_uuid',
-           'Individual', 'SeqPlan', 'plan_sequences', 'render_frame', 'simulate_md', 'render_sequence', 'frame_labels',
-           'SupplementConfig', 'place_cameras', 'taxonomy_table', 'render_closeup', 'make_sample', 'sample_is_current',
-           'read_sample', 'summarize_sample', 'species_table', 'sample_sheet']
+__all__ = ['SAMPLE_FILES', 'INAT_DIR', 'make_sample', 'sample_is_current', 'read_sample', 'summarize_sample', 'species_table',
+           'sample_sheet']
 
 # %% ../nbs/02_sample.ipynb #436bfb9b
 SAMPLE_FILES = dict(
@@ -36,523 +36,7 @@ SAMPLE_FILES = dict(
     taxonomy='metadata/sample_taxonomy.csv',
     inat='metadata/inaturalist_2017_to_iwildcam_train.json',
     supplements='metadata/sample_supplements.json')
-INAT_DIR = 'inaturalist_2017' # folder of the iNaturalist-like close-ups; the iNat file's `file_name`s are relative to it
-
-# %% ../nbs/02_sample.ipynb #25c953db
-@dataclass
-class DetectorSim:
-    "How the simulated MegaDetector sees: box jitter, confidence, misses, false, split and merged boxes."
-    jitter:float=.04 # s.d. of each box edge's shift, as a fraction of the box's width or height
-    full_vis:float=.7 # an animal with this visible fraction or more counts as fully visible
-    full_size:float=.08 # ... and a box this big (shorter side, fraction of the image) as big enough
-    miss_q:float=.2 # below this quality (visibility x size, 0-1) the chance of a detection falls as (q/miss_q)**2
-    miss_base:float=.02 # chance of missing even a clear animal
-    conf_lo:float=.2 # confidence of a barely detectable animal
-    conf_hi:float=.99 # confidence of a clear, big animal
-    conf_noise:float=.05 # s.d. of the noise added to each confidence
-    fp_rate:float=.15 # mean number of false boxes per frame (Poisson)
-    fp_rate_empty:float=.5 # the same on frames of empty false triggers (wind, light)
-    fp_max_conf:float=.3 # false boxes have a confidence below this
-    person_frac:float=.1 # share of false boxes labelled "2" (person)
-    split_prob:float=.05 # chance that a large box comes out as two overlapping ones
-    split_area:float=.04 # ... where large means at least this fraction of the image
-    merge_prob:float=.5 # chance that two overlapping animals come out as one box
-    merge_iou:float=.1 # ... where overlapping means at least this IoU
-
-# %% ../nbs/02_sample.ipynb #ff4755bc
-@dataclass
-class SampleConfig:
-    "Size and make-up of a generated data set; the defaults give about 350 images in a few seconds."
-    n_train_locations:int=4 # camera locations in the train split
-    n_test_locations:int=2 # camera locations in the test split (never the same as train ones)
-    seqs_per_location:int=12 # motion-triggered sequences per location
-    min_frames:int=1 # shortest camera burst (frames per trigger)
-    max_frames:int=10 # longest camera burst; each camera has its own burst length
-    width:int=320 # image width in pixels
-    height:int=240 # image height in pixels
-    fps:float=1. # frames per second within a sequence
-    species:tuple=DEFAULT_SPECIES # keys of `SPECIES` to use
-    species_per_location:int=3 # species a location's camera sees (train locations also get any species left over)
-    empty_frac:float=.25 # share of sequences that are empty false triggers (wind, light change)
-    two_species_frac:float=.08 # share of non-empty sequences with two species (at least one if > 0)
-    max_individuals:int=6 # most individuals of one species in a sequence
-    file_frac:float=.4 # share of groups of 3 or more that walk past in single file, never all in view at once
-    night_frac:float=.3 # share of sequences taken at night (infrared grayscale)
-    dawn:int=6 # first daylight hour
-    dusk:int=19 # first night hour
-    start:str='2019-06-01' # date the cameras were set up
-    noise:float=4. # s.d. of the sensor noise in grey levels (doubled at night)
-    min_px:float=4. # animals with a body length below this many pixels are not drawn
-    jpeg_quality:int=85 # JPEG quality of the written frames
-    rights_holder:str='iwildcam_nb synthetic sample' # `rights_holder` of every image
-    md:DetectorSim=field(default_factory=DetectorSim) # simulated MegaDetector settings
-    def __post_init__(self):
-        if isinstance(self.md, dict): self.md = DetectorSim(**self.md)
-        self.species = tuple(self.species)
-        for msg in _config_problems(self): raise ValueError(f'SampleConfig: {msg}')
-
-# %% ../nbs/02_sample.ipynb #6f044820
-def _config_problems(c:SampleConfig)->list:
-    "Human-readable problems with a configuration (empty when it is fine)."
-    bad = [k for k in c.species if k not in SPECIES]
-    return [m for ok,m in [
-        (not bad, f'unknown species {bad}; choose from {list(SPECIES)}'),
-        (len(c.species) > 0, 'species is empty'),
-        (c.n_train_locations >= 1 and c.n_test_locations >= 0, 'need at least 1 train location'),
-        (c.seqs_per_location >= 1, 'seqs_per_location must be at least 1'),
-        (1 <= c.min_frames <= c.max_frames, 'need 1 <= min_frames <= max_frames'),
-        (c.width >= 32 and c.height >= 24, 'images must be at least 32x24'),
-        (c.fps > 0 and c.max_individuals >= 1, 'fps must be > 0 and max_individuals >= 1'),
-        (all(0 <= f <= 1 for f in (c.empty_frac, c.two_species_frac, c.night_frac, c.file_frac)), 'fractions must be in [0, 1]'),
-        (0 <= c.dawn < c.dusk <= 24, 'need 0 <= dawn < dusk <= 24'),
-        (_date_ok(c.start), f'start {c.start!r} is not a YYYY-MM-DD date')] if not ok]
-
-def _date_ok(s:str)->bool:
-    try: datetime.strptime(s, '%Y-%m-%d'); return True
-    except (TypeError, ValueError): return False
-
-# %% ../nbs/02_sample.ipynb #a4ce7c79
-def _location_species(rng, c:SampleConfig, bursts:list)->list:
-    "Species of each location; every species is seen at a train location with a short burst and one with a long burst."
-    keys,ntr = list(c.species),c.n_train_locations
-    k,order = min(c.species_per_location, len(keys)),np.argsort(bursts[:ntr], kind='stable')
-    sets = [set() for _ in bursts]
-    for j,key in enumerate(keys): sets[order[j % ntr]].add(key); sets[order[(j + max(1, ntr//2)) % ntr]].add(key)
-    for s in sets:
-        for key in rng.permutation(keys)[:max(0, k-len(s))+len(s)]:
-            if len(s) < k: s.add(str(key))
-    return [tuple(o for o in keys if o in s) for s in sets]
-
-# %% ../nbs/02_sample.ipynb #28fd795e
-def make_locations(c:SampleConfig, # configuration
-                   seed:int=0, # random seed
-                   pool:int=600, # location ids are drawn from range(pool), like iWildCam's sparse ids
-                  )->list:
-    "The train then test `Location`s, scenery included; train and test ids are disjoint."
-    rng = np.random.default_rng([seed, 1])
-    n = c.n_train_locations + c.n_test_locations
-    ids = rng.choice(max(pool, n), n, replace=False).tolist()
-    bursts = np.linspace(c.min_frames, c.max_frames, n).round().astype(int); rng.shuffle(bursts)
-    sps = _location_species(rng, c, bursts)
-    locs = [Location('train' if i < c.n_train_locations else 'test', ids[i], sps[i], int(bursts[i]), 2 if i == 0 else 1)
-            for i in range(n)]
-    return [make_scene(o, c.width, c.height, np.random.default_rng([seed, 2, i])) for i,o in enumerate(locs)]
-
-# %% ../nbs/02_sample.ipynb #a63c16c5
-_NS = uuid.UUID('6a3c2f0e-9b1d-4c57-8e2a-1f0d5c3b7a91')
-def sample_uuid(seed:int, *parts)->str:
-    "A deterministic uuid string for an image, annotation or sequence, iWildCam-style."
-    return str(uuid.uuid5(_NS, '/'.join(map(str, (seed,)+parts))))
-
-# %% ../nbs/02_sample.ipynb #f99a1af3
-@dataclass
-class Individual:
-    "One animal of a sequence: where it starts, how it moves, how it looks."
-    species:str # key of `SPECIES`
-    x:float # feet position at frame 0, as a fraction of the width (outside [0, 1]: not yet in view)
-    depth:float # 0 = on the horizon, 1 = on the bottom edge, > 1 closer still
-    vx:float # change of `x` per frame
-    vdepth:float # change of `depth` per frame
-    tint:float # brightness of this individual's coat
-    pattern:int # seed of its spots or stripes
-    phase:int # leg pose at frame 0
-    def at(self, t:int)->tuple: return self.x + self.vx*t, self.depth + self.vdepth*t
-    def facing(self)->int: return 1 if self.vx >= 0 else -1
-    def pose(self, t:int)->int: return (self.phase + t*(abs(self.vx) > .01)) % 2
-
-# %% ../nbs/02_sample.ipynb #f49bf24f
-@dataclass
-class SeqPlan:
-    "Everything decided about one sequence before a pixel is drawn."
-    split:str # 'train' or 'test'
-    loc:int # index of its `Location`
-    k:int # sequence number at that location
-    seq_id:str # `seq_id` in the metadata
-    start:datetime # time of frame 0
-    n_frames:int # `seq_num_frames`
-    night:bool # taken at night (infrared grayscale)
-    trigger:str # 'animal', or 'wind' / 'light' for an empty false trigger
-    individuals:list # `Individual`s (empty for false triggers)
-    light:float # exposure of the daylight scene
-    sub_location:int # camera at the location
-
-# %% ../nbs/02_sample.ipynb #274605cb
-def _group(rng, key:str, n:int, c:SampleConfig, first:bool)->list:
-    "`n` individuals of `key`: a loose herd or, sometimes, a file walking past; when `first`, the first starts in view."
-    dirn,dc,xc = rng.choice([-1, 1]), rng.uniform(.3, .95), rng.uniform(.2, .8)
-    file = n >= 3 and rng.random() < c.file_frac
-    speed = rng.uniform(.15, .25) if file else rng.uniform(.05, .15)*(rng.random() < .8)
-    out = []
-    for i in range(n):
-        if file: x,vx = .5 + dirn*(.3 - i*(rng.uniform(.35, .55) + SPECIES[key].size*dc)), dirn*speed
-        else:
-            x = .5 - dirn*rng.uniform(.55, 1.) if rng.random() < .3 else xc + rng.normal(0, .4) # behind: walks in later, or never
-            vx = dirn*speed*rng.uniform(.5, 1.6)*(-1 if rng.random() < .2 else 1) # some walk against the herd
-        if first and i == 0 and not file: x = xc
-        d = float(np.clip(dc + rng.normal(0, .12), .2, 1.1))
-        out.append(Individual(key, float(x), d, float(vx + rng.normal(0, .005)), float(rng.normal(0, .01)),
-                              float(rng.uniform(.85, 1.15)), int(rng.integers(2**31)), int(rng.integers(2))))
-    return out
-
-# %% ../nbs/02_sample.ipynb #4931e900
-def _kinds(rng, n:int, c:SampleConfig, n_species:int):
-    "Exact shares of empty, two-species and night sequences among `n`, in random positions."
-    n_empty = round(c.empty_frac*n) if n > 1 else 0
-    perm = rng.permutation(n)
-    empty = np.isin(np.arange(n), perm[:n_empty])
-    n_two = min(n - n_empty, max(int(c.two_species_frac > 0), round(c.two_species_frac*(n-n_empty)))) if n_species > 1 else 0
-    two = np.isin(np.arange(n), perm[n_empty:n_empty+n_two])
-    night = np.isin(np.arange(n), rng.permutation(n)[:round(c.night_frac*n)])
-    return empty, two, night
-
-def _times(rng, nights, c:SampleConfig)->list:
-    "Start time of each sequence at one location: a few days apart, at a day or night hour."
-    day = datetime.strptime(c.start, '%Y-%m-%d') + timedelta(days=int(rng.integers(0, 60)))
-    night_hours = [h for h in range(24) if (h < c.dawn - 1 or h >= c.dusk + 1)] or [c.dusk]
-    day_hours = list(range(c.dawn+1, c.dusk-1)) or [c.dawn]
-    out = []
-    for night in nights:
-        day += timedelta(days=int(rng.integers(1, 4)))
-        h = int(rng.choice(night_hours if night else day_hours))
-        out.append(day + timedelta(hours=h, minutes=int(rng.integers(60)), seconds=int(rng.integers(50))))
-    return out
-
-# %% ../nbs/02_sample.ipynb #df0e0bb4
-def _pick_species(rng, loc:Location, used:set, seen:dict, per:float=6)->str:
-    "Species of the next animal sequence at `loc`: first each of its species once, then by abundance, damped by `seen` frames (one `per` frames halves it)."
-    pool = [k for k in loc.species if k not in used] or list(loc.species)
-    w = np.array([SPECIES[k].weight/(1 + seen.get(k, 0)/per) for k in pool])
-    return str(rng.choice(pool, p=w/w.sum()))
-
-def _individuals(rng, key:str, two:bool, loc:Location, c:SampleConfig)->list:
-    "The individuals of one animal sequence; a second species joins when `two`."
-    g0,g1 = SPECIES[key].group
-    out = _group(rng, key, int(rng.integers(g0, min(g1, c.max_individuals)+1)), c, first=True)
-    if two:
-        others = [o for o in loc.species if o != key] or [o for o in c.species if o != key]
-        k2 = str(rng.choice(others))
-        out += _group(rng, k2, int(rng.integers(1, min(2, SPECIES[k2].group[1], c.max_individuals)+1)), c, first=True)
-    return out
-
-# %% ../nbs/02_sample.ipynb #4b94d1df
-def _plan_location(seed:int, li:int, loc:Location, kinds, c:SampleConfig, seen:dict)->list:
-    "The `SeqPlan`s of one location, given its rows of (empty, two, night) flags; `seen` counts frames per species."
-    rng = np.random.default_rng([seed, 5, li])
-    empty,two,night = kinds
-    out,used = [],set()
-    for k,(t0,e,tw,ni) in enumerate(zip(_times(rng, night, c), empty, two, night)):
-        n = loc.burst if rng.random() < .8 else int(rng.integers(c.min_frames, loc.burst+1))
-        key = None if e else _pick_species(rng, loc, used, seen)
-        if key: used.add(key); seen[key] = seen.get(key, 0) + n
-        inds = [] if e else _individuals(rng, key, bool(tw), loc, c)
-        trig = str(rng.choice(['wind', 'light'])) if e else 'animal'
-        out.append(SeqPlan(loc.split, li, k, sample_uuid(seed, 'seq', li, k), t0, n, bool(ni), trig, inds,
-                           float(rng.uniform(.85, 1.1)), int(rng.integers(loc.n_sub))))
-    return out
-
-# %% ../nbs/02_sample.ipynb #e6baa56f
-def plan_sequences(locs:list, c:SampleConfig, seed:int=0)->list:
-    "Plan every sequence of every location, with exact shares of empty, two-species and night ones per split."
-    out = []
-    for split in ('train', 'test'):
-        lis = [i for i,o in enumerate(locs) if o.split == split]
-        n = c.seqs_per_location
-        flags,seen = _kinds(np.random.default_rng([seed, 4, int(split == 'test')]), n*len(lis), c, len(c.species)),{}
-        for j,li in enumerate(lis): out += _plan_location(seed, li, locs[li], [f[j*n:(j+1)*n] for f in flags], c, seen)
-    return out
-
-# %% ../nbs/02_sample.ipynb #5ab75ab8
-def _paste(img, owner, rgb, m, x0:int, y0:int, idx:int):
-    "Paste sprite `rgb` with mask `m` at (`x0`, `y0`), clipped to the frame; mark its pixels `idx` in `owner`."
-    H,W = owner.shape; h,w = m.shape
-    xa,ya,xb,yb = max(x0, 0), max(y0, 0), min(x0+w, W), min(y0+h, H)
-    if xa >= xb or ya >= yb: return
-    sm = m[ya-y0:yb-y0, xa-x0:xb-x0]
-    img[ya:yb, xa:xb][sm] = rgb[ya-y0:yb-y0, xa-x0:xb-x0][sm]
-    owner[ya:yb, xa:xb][sm] = idx
-
-def _shadow(img, x:float, y:float, L:float, k:float=.7):
-    "Darken an ellipse on the ground under the feet at (`x`, `y`)."
-    H,W = img.shape[:2]
-    ys,xs = np.ogrid[max(0, int(y-.08*L)):min(H, int(y+.08*L)+1), max(0, int(x-.5*L)):min(W, int(x+.5*L)+1)]
-    if ys.size == 0 or xs.size == 0: return
-    m = ((xs-x)/(.5*L))**2 + ((ys-y)/(.08*L+1))**2 <= 1
-    img[ys.min():ys.max()+1, xs.min():xs.max()+1][m] *= k
-
-def _shift(a, dx:int):
-    "`a` shifted right by `dx` pixels (left if negative), the gap filled with zeros."
-    if dx == 0: return a
-    out = np.zeros_like(a)
-    if dx > 0: out[:, dx:] = a[:, :-dx]
-    else: out[:, :dx] = a[:, -dx:]
-    return out
-
-# %% ../nbs/02_sample.ipynb #4be5a030
-def _placements(inds:list, t:int, loc:Location, c:SampleConfig)->list:
-    "(index, individual, feet x, feet y, body length) of each individual at frame `t`, far to near."
-    W,H,hz = c.width, c.height, loc.horizon
-    out = []
-    for i,o in enumerate(inds):
-        x,d = o.at(t)
-        L = SPECIES[o.species].size*W*d
-        if L >= c.min_px and d > 0: out.append((i, o, x*W, hz + d*(H-hz), L))
-    return sorted(out, key=lambda p: p[3])
-
-def _visible(owner, idx:int, full:int, o:Individual)->dict|None:
-    "Visible box (normalized x, y, w, h) and fraction of individual `idx`, or None if hidden."
-    ys,xs = np.nonzero(owner == idx)
-    if len(xs) == 0: return None
-    H,W = owner.shape
-    x0,y0 = xs.min(), ys.min()
-    return dict(individual_id=idx, category_id=SPECIES[o.species].cat_id, x=x0/W, y=y0/H,
-                w=(xs.max()+1-x0)/W, h=(ys.max()+1-y0)/H, visible_fraction=len(xs)/full, pixels=len(xs))
-
-# %% ../nbs/02_sample.ipynb #e31337dd
-def render_frame(loc:Location, # where: scenery
-                 inds:list, # the sequence's `Individual`s
-                 t:int, # frame number
-                 c:SampleConfig, # configuration
-                 rng, # numpy Generator for the noise
-                 light:float=1., # exposure
-                 sway:int=0, # horizontal shift of the foreground vegetation, in pixels
-                 night:bool=False, # infrared night frame
-                )->tuple:
-    "Draw frame `t`: (uint8 H x W x 3 image, list of visible-individual dicts)."
-    img = loc.bg*light
-    owner,full = np.full(img.shape[:2], -1, np.int16), {}
-    for i,o,x,y,L in _placements(inds, t, loc, c):
-        rgb,m,(ax,ay) = draw_animal(SPECIES[o.species], L, o.pose(t), o.pattern, o.facing())
-        _shadow(img, x, y, L)
-        _paste(img, owner, rgb*o.tint*light, m, round(x-ax), round(y-ay), i)
-        full[i] = int(m.sum())
-    fgm = _shift(loc.fg_mask, sway)
-    img[fgm] = _shift(loc.fg, sway)[fgm]*light; owner[fgm] = -1
-    if night: img = to_infrared(img, loc.horizon)
-    noise = rng.standard_normal(img.shape[:2] + ((1,) if night else (3,)), dtype=np.float32)
-    img = (img + noise*c.noise*(2 if night else 1)).clip(0, 255).astype(np.uint8)
-    return img, [v for i in sorted(full) if (v := _visible(owner, i, full[i], inds[i]))]
-
-# %% ../nbs/02_sample.ipynb #98c12b6a
-def _clip_box(x0, y0, x1, y1)->list:
-    x0,y0,x1,y1 = (float(np.clip(v, 0, 1)) for v in (x0, y0, x1, y1))
-    x1,y1 = max(x1, min(1, x0+1e-3)), max(y1, min(1, y0+1e-3))
-    return [x0, y0, x1-x0, y1-y0]
-
-def _iou(a:list, b:list)->float:
-    ix = max(0, min(a[0]+a[2], b[0]+b[2]) - max(a[0], b[0])); iy = max(0, min(a[1]+a[3], b[1]+b[3]) - max(a[1], b[1]))
-    inter = ix*iy
-    return inter/(a[2]*a[3] + b[2]*b[3] - inter + 1e-12)
-
-def _detect(v:dict, rng, md:DetectorSim)->list:
-    "Zero, one or two (split) detections of one visible individual `v`."
-    q = min(1, v['visible_fraction']/md.full_vis)*min(1, min(v['w'], v['h'])/md.full_size)
-    if rng.random() > (1-md.miss_base)*min(1, q/md.miss_q)**2: return [] # missed
-    conf = float(np.clip(md.conf_lo + (md.conf_hi-md.conf_lo)*math.sqrt(q) + rng.normal(0, md.conf_noise), .01, .999))
-    j = rng.normal(0, md.jitter, 4)*[v['w'], v['h'], v['w'], v['h']]
-    b = _clip_box(v['x']+j[0], v['y']+j[1], v['x']+v['w']+j[2], v['y']+v['h']+j[3])
-    if b[2]*b[3] >= md.split_area and rng.random() < md.split_prob:
-        f = rng.uniform(.5, .9, 2)
-        return [dict(category='1', conf=conf*f[0], bbox=[b[0], b[1], .6*b[2], b[3]]),
-                dict(category='1', conf=conf*f[1], bbox=[b[0]+.4*b[2], b[1], .6*b[2], b[3]])]
-    return [dict(category='1', conf=conf, bbox=b)]
-
-# %% ../nbs/02_sample.ipynb #47e7a00e
-def _merge(dets:list, rng, md:DetectorSim)->list:
-    "Merge the first pair of overlapping detections into one box, with chance `md.merge_prob`."
-    for i,j in combinations(range(len(dets)), 2):
-        a,b = dets[i]['bbox'],dets[j]['bbox']
-        if _iou(a, b) >= md.merge_iou and rng.random() < md.merge_prob:
-            u = _clip_box(min(a[0], b[0]), min(a[1], b[1]), max(a[0]+a[2], b[0]+b[2]), max(a[1]+a[3], b[1]+b[3]))
-            m = dict(category='1', conf=max(dets[i]['conf'], dets[j]['conf'])*.95, bbox=u)
-            return [d for k,d in enumerate(dets) if k not in (i, j)] + [m]
-    return dets
-
-def _false_positives(rng, md:DetectorSim, rate:float)->list:
-    "Low-confidence boxes on nothing in particular."
-    out = []
-    for _ in range(rng.poisson(rate)):
-        w,h = rng.uniform(.03, .2, 2)
-        out.append(dict(category='2' if rng.random() < md.person_frac else '1', conf=float(rng.uniform(.005, md.fp_max_conf)),
-                        bbox=_clip_box(x := rng.uniform(0, 1-w), y := rng.uniform(.3, 1-h), x+w, y+h)))
-    return out
-
-# %% ../nbs/02_sample.ipynb #52bab49d
-def simulate_md(vis:list, # visible individuals of one frame (as `render_frame` returns them)
-                rng, # numpy Generator
-                md:DetectorSim=DetectorSim(), # detector behaviour
-                empty_trigger:bool=False, # frame of a false trigger: more false boxes
-               )->list:
-    "MegaDetector-style detections for one frame, sorted by confidence, descending."
-    dets = _merge([d for v in vis for d in _detect(v, rng, md)], rng, md)
-    dets += _false_positives(rng, md, md.fp_rate_empty if empty_trigger else md.fp_rate)
-    dets = [dict(category=d['category'], conf=max(.001, round(d['conf'], 3)), bbox=[round(x, 4) for x in d['bbox']])
-            for d in dets]
-    return sorted(dets, key=lambda d: -d['conf'])
-
-# %% ../nbs/02_sample.ipynb #ee39ab13
-def render_sequence(p:SeqPlan, # the planned sequence
-                    loc:Location, # its location
-                    c:SampleConfig, # configuration
-                    seed:int=0, # random seed
-                   )->list:
-    "Frames of one sequence as (uint8 image, visible individuals, MegaDetector detections)."
-    rng,mdr = np.random.default_rng([seed, 3, p.loc, p.k]), np.random.default_rng([seed, 6, p.loc, p.k])
-    amp,ph = c.width*(.03 if p.trigger == 'wind' else .004), rng.uniform(0, 2*math.pi)
-    out = []
-    for t in range(p.n_frames):
-        light = p.light*(.75 + .45*t/max(1, p.n_frames-1) if p.trigger == 'light' else 1 + rng.normal(0, .01))
-        img,vis = render_frame(loc, p.individuals, t, c, rng, light, round(amp*math.sin(ph + 1.7*t)), p.night)
-        out.append((img, vis, simulate_md(vis, mdr, c.md, p.trigger != 'animal')))
-    return out
-
-# %% ../nbs/02_sample.ipynb #b28110f4
-def frame_labels(vis_per_frame:list)->list:
-    "Category of each frame: the species with most visible pixels; frames showing none take the nearest labelled frame's; 0 if none at all."
-    best = [max(v, key=lambda o: o['pixels'])['category_id'] if v else None for v in vis_per_frame]
-    known = [i for i,b in enumerate(best) if b is not None]
-    return [b if b is not None else (best[min(known, key=lambda k: abs(k-i))] if known else 0) for i,b in enumerate(best)]
-
-# %% ../nbs/02_sample.ipynb #157c2f4b
-SITES = { # where a camera may stand: a box (degrees) well inside one country, and the sample species that live there
-    'GTM': dict(place='Petén lowland forest, Guatemala', lat=(16.55, 17.15), lon=(-90.35, -89.55),
-                species=('agouti', 'ocelot', 'margay', 'curassow')),
-    'NIC': dict(place='Caribbean-slope forest, Nicaragua', lat=(12.6, 13.3), lon=(-85.6, -84.9),
-                species=('agouti', 'ocelot', 'margay', 'curassow')),
-    'TZA': dict(place='Ruaha, Tanzania', lat=(-7.9, -7.3), lon=(34.4, 35.2), species=('bushbuck', 'elephant', 'warthog')),
-    'UGA': dict(place='Murchison Falls, Uganda', lat=(2.0, 2.35), lon=(31.7, 32.2), species=('bushbuck', 'elephant', 'warthog'))}
-
-@dataclass
-class SupplementConfig:
-    "What the sample writes beside the camera data: where the cameras stand, a taxonomy file, iNaturalist-like close-ups."
-    sites:tuple=tuple(SITES) # countries (keys of `SITES`) the cameras may stand in; ties go to the earlier
-    withhold:bool=True # leave every camera of one country out of gps_locations.json, as iWildCam 2021 did
-    decimals:int=6 # decimals of the written coordinates
-    inat_extra:tuple=('margay',) # species the close-ups show besides the cameras' (keys of `SPECIES`)
-    inat_images:tuple=(4, 8) # fewest and most close-ups of one species
-    inat_side:int=160 # longest side of a close-up in pixels (iNat 2017's photos: 800)
-    inat_fill:tuple=(.55, .9) # the animal's width as a share of the photo's, lowest and highest
-    inat_quality:int=90 # JPEG quality of the close-ups
-    def __post_init__(self):
-        self.sites,self.inat_extra,self.inat_images,self.inat_fill = map(tuple, (self.sites, self.inat_extra, self.inat_images, self.inat_fill))
-        for msg in _supplement_problems(self): raise ValueError(f'SupplementConfig: {msg}')
-
-def _supplement_problems(s:SupplementConfig)->list:
-    "Human-readable problems with a supplement configuration (empty when it is fine)."
-    return [m for ok,m in [
-        (s.sites and set(s.sites) <= set(SITES), f'unknown or no sites {s.sites}; choose from {list(SITES)}'),
-        (set(s.inat_extra) <= set(SPECIES), f'unknown species in inat_extra {s.inat_extra}; choose from {list(SPECIES)}'),
-        (len(s.inat_images) == 2 and 1 <= s.inat_images[0] <= s.inat_images[1], 'need 1 <= inat_images[0] <= inat_images[1]'),
-        (len(s.inat_fill) == 2 and 0 < s.inat_fill[0] <= s.inat_fill[1] <= .9, 'need 0 < inat_fill[0] <= inat_fill[1] <= 0.9'),
-        (s.inat_side >= 32, 'inat_side must be at least 32')] if not ok]
-
-def _stream(seed:int, name:str, *parts)->np.random.Generator:
-    "A generator of its own for each supplement, seeded by `seed` and a name, so the camera data's draws stay as they were."
-    return np.random.default_rng([seed, zlib.crc32(name.encode()), *parts])
-
-# %% ../nbs/02_sample.ipynb #0bccae37
-def _site_of(species:tuple, sites:tuple, n:dict)->str:
-    "The site sharing most species with a camera; ties to the one with fewer cameras so far, then the earlier."
-    return max(sites, key=lambda k: (len(set(species) & set(SITES[k]['species'])), -n[k], -sites.index(k)))
-
-def _withheld(countries:list, splits:list, sites:tuple)->str|None:
-    "The country to leave out: one with train and test cameras if any, else one with test cameras, else the earliest; None with one country."
-    used = [k for k in sites if k in countries]
-    has = lambda k, split: any(c == k and s == split for c,s in zip(countries, splits))
-    return max(used, key=lambda k: (has(k, 'train') and has(k, 'test'), has(k, 'test'), -used.index(k))) if len(used) > 1 else None
-
-def place_cameras(locs:list, # `Location`s, as `make_locations` returns them
-                  s:SupplementConfig|None=None, # sites and withholding; default `SupplementConfig()`
-                  seed:int=0, # random seed
-                 )->pd.DataFrame: # location, split, country, latitude, longitude, withheld
-    "Where each camera stands: the site that suits its species best, a random point in that site's box; one country withheld."
-    import pandas as pd
-    s = s or SupplementConfig(); n,rows = dict.fromkeys(s.sites, 0),[]
-    for o in locs:
-        k = _site_of(o.species, s.sites, n); n[k] += 1
-        rng = _stream(seed, 'gps', o.id) # by location id: adding a camera moves no other
-        rows.append(dict(location=o.id, split=o.split, country=k,
-                         **{a: round(float(rng.uniform(*SITES[k][a[:3]])), s.decimals) for a in ('latitude', 'longitude')}))
-    df = pd.DataFrame(rows, columns=['location', 'split', 'country', 'latitude', 'longitude'])
-    w = _withheld(df.country.tolist(), df.split.tolist(), s.sites) if s.withhold else None
-    return df.assign(withheld=df.country == w)
-
-# %% ../nbs/02_sample.ipynb #aecd61e4
-TAXONOMY_COLS = ['category_id', 'name', 'class', 'order', 'family', 'genus', 'species', 'common_name']
-
-def taxonomy_table(keys:tuple, # species (keys of `SPECIES`)
-                  )->pd.DataFrame: # one row per class, `TAXONOMY_COLS`
-    "The sample's taxonomy file: empty first, then each species by category id, levels from its `lineage` and binomial name."
-    import pandas as pd
-    sps = sorted({SPECIES[k].cat_id: SPECIES[k] for k in keys}.values(), key=lambda o: o.cat_id)
-    rows = [(0, 'empty', '', '', '', '', '', '')] + [(o.cat_id, o.name, *o.lineage, *o.name.split(' ', 1), o.common) for o in sps]
-    return pd.DataFrame(rows, columns=TAXONOMY_COLS)
-
-# %% ../nbs/02_sample.ipynb #34983630
-_BOKEH = [(74, 108, 52), (108, 134, 70), (132, 116, 84), (96, 82, 60), (150, 170, 190), (60, 80, 48), (170, 150, 110)]
-_ASPECTS = [(4, 3), (3, 4), (1, 1), (3, 2)]
-
-def _bokeh(rng, w:int, h:int)->np.ndarray:
-    "A defocused background, as behind a close-up taken by hand: a colour gradient under soft blobs of leaves, bark or sky."
-    top,bot = (np.array(_BOKEH[i], np.float32) for i in rng.choice(len(_BOKEH), 2, replace=False))
-    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-    im = Image.fromarray(np.broadcast_to(top*(1-t) + bot*t, (h, w, 3)).clip(0, 255).astype(np.uint8))
-    d = ImageDraw.Draw(im)
-    for _ in range(int(rng.integers(6, 16))):
-        x,y,r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(.05, .25)*max(w, h)
-        d.ellipse((x-r, y-r, x+r, y+r), fill=tuple(int(v) for v in np.clip(np.array(_BOKEH[rng.integers(len(_BOKEH))])*rng.uniform(.8, 1.2), 0, 255)))
-    return np.asarray(im.filter(ImageFilter.GaussianBlur(max(w, h)/25)), np.float32)
-
-def render_closeup(key:str, # species (key of `SPECIES`)
-                   rng, # numpy Generator of this photo
-                   s:SupplementConfig|None=None, # size and framing; default `SupplementConfig()`
-                  )->tuple: # (uint8 h x w x 3 photo, [x, y, w, h] pixel box of the animal)
-    "An iNaturalist-style photo: one animal large in the frame, in daylight, before a defocused background."
-    s = s or SupplementConfig()
-    a,b = _ASPECTS[rng.integers(len(_ASPECTS))]
-    W,H = (s.inat_side, round(s.inat_side*b/a)) if a >= b else (round(s.inat_side*a/b), s.inat_side)
-    sp,pose,pattern,facing = SPECIES[key], int(rng.integers(2)), int(rng.integers(2**31)), int(rng.choice([-1, 1]))
-    m0 = draw_animal(sp, 100, pose, pattern, facing)[1]
-    L = 100*min(rng.uniform(*s.inat_fill)*W/m0.shape[1], .9*H/m0.shape[0])
-    rgb,m,_ = draw_animal(sp, L, pose, pattern, facing)
-    h,w = m.shape
-    x0,y0 = int((W-w)*rng.uniform(.1, .9)), int((H-h)*rng.uniform(.3, .9))
-    img = _bokeh(rng, W, H)
-    img[y0:y0+h, x0:x0+w][m] = rgb[m]*rng.uniform(.9, 1.1)
-    img = img*rng.uniform(.9, 1.1) + rng.normal(0, 2, img.shape)
-    return img.clip(0, 255).astype(np.uint8), [x0, y0, w, h]
-
-# %% ../nbs/02_sample.ipynb #35a4cad1
-def _write_inat(out:Path, tax:pd.DataFrame, s:SupplementConfig, seed:int, rights_holder:str)->dict:
-    "Draw and save the close-ups of every class in `tax` but empty; return the iNat-like COCO file's contents."
-    ims,anns = [],[]
-    for r in tax[tax.category_id > 0].itertuples():
-        sp = SPECIES[r.common_name]
-        for k in range(int(_stream(seed, 'inat', r.category_id).integers(s.inat_images[0], s.inat_images[1]+1))):
-            hx = uuid.UUID(sample_uuid(seed, 'inat', r.category_id, k)).hex
-            img,box = render_closeup(r.common_name, _stream(seed, 'inat', r.category_id, k), s)
-            fn = f'train_val_images/{sp.lineage[0].title()}/{sp.name.capitalize()}/{hx}.jpg'
-            _save_jpg(img, out/INAT_DIR/fn, s.inat_quality)
-            iid = int(hx[:12], 16) # iNat's ids are integers
-            ims.append(dict(id=iid, width=img.shape[1], height=img.shape[0], file_name=fn, license=1, rights_holder=rights_holder))
-            anns.append(dict(id=iid, image_id=iid, category_id=int(r.category_id), bbox=box))
-    return dict(info=dict(description="iNaturalist-like close-ups in the sample's iWildCam classes", contributor='iwildcam_nb.sample',
-                          version='1.0'),
-                images=ims, annotations=anns, categories=[dict(id=int(i), name=n) for i,n in zip(tax.category_id, tax['name'])],
-                licenses=[dict(id=1, name='synthetic drawing, no rights reserved', url='')])
-
-def _write_supplements(out:Path, locs:list, c:SampleConfig, s:SupplementConfig, seed:int):
-    "Write the GPS file, the true places, the taxonomy and the iNat-like set, then `supplements` last; drop stale close-ups."
-    pl = place_cameras(locs, s, seed)
-    write_json({str(r.location): dict(latitude=r.latitude, longitude=r.longitude) for r in pl[~pl.withheld].sort_values('location').itertuples()},
-               out/SAMPLE_FILES['gps'])
-    write_csv(pl, out/SAMPLE_FILES['places'])
-    tax = taxonomy_table(c.species + s.inat_extra)
-    write_csv(tax, out/SAMPLE_FILES['taxonomy'])
-    inat = _write_inat(out, tax, s, seed, c.rights_holder)
-    write_json(inat, out/SAMPLE_FILES['inat'])
-    keep = {out/INAT_DIR/r['file_name'] for r in inat['images']}
-    for f in [f for f in (out/INAT_DIR).rglob('*.jpg') if f not in keep]: f.unlink()
-    write_json(dict(generator='iwildcam_nb.sample.make_sample', seed=seed, config=asdict(s)), out/SAMPLE_FILES['supplements'])
+INAT_DIR = 'inaturalist_2017' # folder of the close-ups, to which the iNat file's `file_name`s are relative
 
 # %% ../nbs/02_sample.ipynb #5de9f50d
 def _fmt(dt:datetime)->str: return f'{dt:%Y-%m-%d %H:%M:%S}.{dt.microsecond//1000:03d}'
@@ -560,18 +44,23 @@ def _fmt(dt:datetime)->str: return f'{dt:%Y-%m-%d %H:%M:%S}.{dt.microsecond//100
 def _image_rec(iid:str, p:SeqPlan, loc:Location, t:int, c:SampleConfig)->dict:
     "The COCO-CameraTraps image record of frame `t` of `p`, fields in the readme's order."
     return dict(id=iid, width=c.width, height=c.height, file_name=f'{iid}.jpg', rights_holder=c.rights_holder,
-                location=loc.id, sub_location=p.sub_location, datetime=_fmt(p.start + timedelta(seconds=t/c.fps)),
+                location=loc.id, sub_location=p.sub_location,
+                datetime=_fmt(p.start + timedelta(seconds=t/c.fps)),
                 seq_id=p.seq_id, seq_num_frames=p.n_frames, frame_num=t)
 
 def _count_rows(p:SeqPlan, vis_per_frame:list)->list:
     "Distinct individuals seen per species in sequence `p`; one (0, 0) row when it shows no animal."
     seen = {}
-    for v in (o for vs in vis_per_frame for o in vs): seen.setdefault(v['category_id'], set()).add(v['individual_id'])
+    for v in (o for vs in vis_per_frame for o in vs):
+        seen.setdefault(v['category_id'], set()).add(v['individual_id'])
     rows = [dict(seq_id=p.seq_id, split=p.split, category_id=k, count=len(s)) for k,s in sorted(seen.items())]
     return rows or [dict(seq_id=p.seq_id, split=p.split, category_id=0, count=0)]
 
 # %% ../nbs/02_sample.ipynb #8c9b1374
+_BOX_FIELDS = ('individual_id', 'category_id', 'x', 'y', 'w', 'h', 'visible_fraction') # of sample_boxes.csv
+
 def _save_jpg(img:np.ndarray, dest:Path, quality:int):
+    "Save `img` as a JPEG at `dest`, atomically."
     with atomic_path(dest) as tmp: Image.fromarray(img).save(tmp, format='JPEG', quality=quality)
 
 def _write_sequence(out:Path, p:SeqPlan, loc:Location, c:SampleConfig, seed:int, acc:dict):
@@ -582,10 +71,12 @@ def _write_sequence(out:Path, p:SeqPlan, loc:Location, c:SampleConfig, seed:int,
         iid = sample_uuid(seed, 'img', p.loc, p.k, t)
         _save_jpg(img, out/p.split/f'{iid}.jpg', c.jpeg_quality)
         acc[p.split+'_images'].append(_image_rec(iid, p, loc, t, c))
-        acc[p.split+'_annotations'].append(dict(id=sample_uuid(seed, 'ann', iid), image_id=iid, category_id=lab))
+        ann = dict(id=sample_uuid(seed, 'ann', iid), image_id=iid, category_id=lab)
+        acc[p.split+'_annotations'].append(ann)
         acc['md'].append(dict(id=iid, max_detection_conf=dets[0]['conf'] if dets else 0., detections=dets))
-        acc['boxes'] += [dict(image_id=iid, seq_id=p.seq_id, **{k: round(v[k], 4) if isinstance(v[k], float) else v[k]
-                         for k in ('individual_id', 'category_id', 'x', 'y', 'w', 'h', 'visible_fraction')}) for v in vis]
+        acc['boxes'] += [dict(image_id=iid, seq_id=p.seq_id,
+                              **{k: round(v[k], 4) if isinstance(v[k], float) else v[k] for k in _BOX_FIELDS})
+                         for v in vis]
     acc['counts'] += _count_rows(p, [v for _,v,_ in frames])
 
 # %% ../nbs/02_sample.ipynb #bbc2b799
@@ -600,17 +91,56 @@ def _write_metadata(out:Path, acc:dict, c:SampleConfig, seed:int):
     "Write the JSON and CSV files of `SAMPLE_FILES`, `info` last."
     import pandas as pd
     cats = _categories(c, acc['train_annotations'])
-    write_json(dict(images=acc['train_images'], annotations=acc['train_annotations'], categories=cats), out/SAMPLE_FILES['train'])
+    write_json(dict(images=acc['train_images'], annotations=acc['train_annotations'], categories=cats),
+               out/SAMPLE_FILES['train'])
     write_json(dict(images=acc['test_images'], categories=cats), out/SAMPLE_FILES['test'])
-    write_json(dict(images=acc['md'], detection_categories={'1': 'animal', '2': 'person'},
-                    info=dict(detector='simulated megadetector_v3 (iwildcam_nb.sample)', format_version='1.0')),
+    md_info = dict(detector='simulated megadetector_v3 (iwildcam_nb.sample)', format_version='1.0')
+    write_json(dict(images=acc['md'], detection_categories={'1': 'animal', '2': 'person'}, info=md_info),
                out/SAMPLE_FILES['megadetector'])
-    write_json(dict(images=acc['test_images'], annotations=acc['test_annotations'], categories=cats), out/SAMPLE_FILES['test_labels'])
-    write_csv(pd.DataFrame(acc['counts'], columns=['seq_id', 'split', 'category_id', 'count']), out/SAMPLE_FILES['counts'])
+    write_json(dict(images=acc['test_images'], annotations=acc['test_annotations'], categories=cats),
+               out/SAMPLE_FILES['test_labels'])
+    write_csv(pd.DataFrame(acc['counts'], columns=['seq_id', 'split', 'category_id', 'count']),
+              out/SAMPLE_FILES['counts'])
     cols = ['image_id', 'seq_id', 'individual_id', 'category_id', 'x', 'y', 'w', 'h', 'visible_fraction']
     write_csv(pd.DataFrame(acc['boxes'], columns=cols), out/SAMPLE_FILES['boxes'])
     write_json(dict(generator='iwildcam_nb.sample.make_sample', seed=seed, frame_num_base=0,
-                    empty_sequence_counts='one row: category_id 0, count 0', config=asdict(c)), out/SAMPLE_FILES['info'])
+                    empty_sequence_counts='one row: category_id 0, count 0', config=asdict(c)),
+               out/SAMPLE_FILES['info'])
+
+# %% ../nbs/02_sample.ipynb #35a4cad1
+def _write_inat(out:Path, tax:pd.DataFrame, s:SupplementConfig, seed:int, rights_holder:str)->dict:
+    "Save the close-ups of every class in `tax` but empty, and return the iNat-like COCO file's contents."
+    ims,anns = [],[]
+    for key,cat,k,img,box in closeups(tax, s, seed):
+        sp = SPECIES[key]
+        hx = uuid.UUID(sample_uuid(seed, 'inat', cat, k)).hex
+        fn = f'train_val_images/{sp.lineage[0].title()}/{sp.name.capitalize()}/{hx}.jpg'
+        _save_jpg(img, out/INAT_DIR/fn, s.inat_quality)
+        iid = int(hx[:12], 16) # iNat's ids are integers
+        ims.append(dict(id=iid, width=img.shape[1], height=img.shape[0], file_name=fn, license=1,
+                        rights_holder=rights_holder))
+        anns.append(dict(id=iid, image_id=iid, category_id=cat, bbox=box))
+    info = dict(description="iNaturalist-like close-ups in the sample's iWildCam classes",
+                contributor='iwildcam_nb.sample', version='1.0')
+    return dict(info=info, images=ims, annotations=anns,
+                categories=[dict(id=int(i), name=n) for i,n in zip(tax.category_id, tax['name'])],
+                licenses=[dict(id=1, name='synthetic drawing, no rights reserved', url='')])
+
+def _write_supplements(out:Path, locs:list, c:SampleConfig, s:SupplementConfig, seed:int):
+    "Write the GPS file, true places, taxonomy and iNat-like set, `supplements` last; drop stale close-ups."
+    pl = place_cameras(locs, s, seed)
+    gps = {str(r.location): dict(latitude=r.latitude, longitude=r.longitude)
+           for r in pl[~pl.withheld].sort_values('location').itertuples()}
+    write_json(gps, out/SAMPLE_FILES['gps'])
+    write_csv(pl, out/SAMPLE_FILES['places'])
+    tax = taxonomy_table(c.species + s.inat_extra)
+    write_csv(tax, out/SAMPLE_FILES['taxonomy'])
+    inat = _write_inat(out, tax, s, seed, c.rights_holder)
+    write_json(inat, out/SAMPLE_FILES['inat'])
+    keep = {out/INAT_DIR/r['file_name'] for r in inat['images']}
+    for f in [f for f in (out/INAT_DIR).rglob('*.jpg') if f not in keep]: f.unlink()
+    write_json(dict(generator='iwildcam_nb.sample.make_sample', seed=seed, config=asdict(s)),
+               out/SAMPLE_FILES['supplements'])
 
 # %% ../nbs/02_sample.ipynb #e955f080
 _LAYOUT = {'train', 'test', 'metadata', INAT_DIR}
@@ -627,32 +157,37 @@ def _prepare(out:Path)->Path:
 def _remove_stale(out:Path, acc:dict):
     "Delete frames of an earlier, different sample that this run did not write."
     keep = {r['file_name'] for k in ('train_images', 'test_images') for r in acc[k]}
-    for f in [f for s in ('train', 'test') if (out/s).is_dir() for f in (out/s).glob('*.jpg') if f.name not in keep]: f.unlink()
+    stale = [f for s in ('train', 'test') if (out/s).is_dir()
+             for f in (out/s).glob('*.jpg') if f.name not in keep]
+    for f in stale: f.unlink()
 
 # %% ../nbs/02_sample.ipynb #8c8f296d
+_ACC = ('train_images', 'train_annotations', 'test_images', 'test_annotations', 'md', 'boxes', 'counts')
+
 def make_sample(out_dir, # folder to write (new, empty, or an earlier sample, which is replaced)
                 seed:int=0, # random seed: the same seed writes the same bytes
                 cfg:SampleConfig|None=None, # sizes and shares; default `SampleConfig()`
-                supplements:SupplementConfig|None=None, # places, taxonomy and close-ups; default `SupplementConfig()`
+                supplements:SupplementConfig|None=None, # places, taxonomy, close-ups (`SupplementConfig`)
                 **kwargs, # overrides of `cfg` fields, e.g. `width=64`
                )->Path:
     "Write a deterministic camera-trap data set in the iWildCam 2021 layout under `out_dir`; return its path."
     c,s = replace(cfg or SampleConfig(), **kwargs),supplements or SupplementConfig()
     out = _prepare(Path(out_dir))
     locs = make_locations(c, seed)
-    acc = {k: [] for k in ('train_images', 'train_annotations', 'test_images', 'test_annotations', 'md', 'boxes', 'counts')}
+    acc = {k: [] for k in _ACC}
     for p in plan_sequences(locs, c, seed): _write_sequence(out, p, locs[p.loc], c, seed, acc)
     _remove_stale(out, acc)
     _write_metadata(out, acc, c, seed)
     _write_supplements(out, locs, c, s, seed)
-    log.info('sample: %d train and %d test images in %s', len(acc['train_images']), len(acc['test_images']), out)
+    log.info('sample: %d train and %d test images in %s', len(acc['train_images']), len(acc['test_images']),
+             out)
     return out
 
 # %% ../nbs/02_sample.ipynb #78624164
 def sample_is_current(out_dir, # a folder that may hold a finished sample
                       seed:int=0, # the seed it should have been made with
-                      cfg:SampleConfig|None=None, # the configuration it should have been made with; default `SampleConfig()`
-                      supplements:SupplementConfig|None=None, # ... and the supplements'; default `SupplementConfig()`
+                      cfg:SampleConfig|None=None, # its expected configuration; default `SampleConfig()`
+                      supplements:SupplementConfig|None=None, # ... and the supplements' one
                       **kwargs, # overrides of `cfg` fields, as for `make_sample`
                      )->bool:
     "True if `out_dir` holds a finished sample made with exactly this seed and configuration."
@@ -667,18 +202,22 @@ def sample_is_current(out_dir, # a folder that may hold a finished sample
 # %% ../nbs/02_sample.ipynb #6b36bd2f
 def read_sample(out_dir, # a folder written by `make_sample`
                )->dict:
-    "The written sample as the data layer's tables: images (with `split`), labels (train and hidden test), categories, detections, counts, boxes; and its root and config."
+    "The written sample as the data layer reads it: a dict of its tables, its root and its configuration."
     import pandas as pd
-    from iwildcam_nb.data import load_coco, load_megadetector
+    from iwildcam_nb.data import load_coco
+    from iwildcam_nb.megadetector import load_megadetector
     out = Path(out_dir)
     tr,te = load_coco(out/SAMPLE_FILES['train']),load_coco(out/SAMPLE_FILES['test'])
     ims = pd.concat([tr.images.assign(split='train'), te.images.assign(split='test')], ignore_index=True)
-    labels = [tr.labels] + ([load_coco(out/SAMPLE_FILES['test_labels']).labels] if (out/SAMPLE_FILES['test_labels']).exists() else [])
-    opt = {k: pd.read_csv(out/SAMPLE_FILES[k]) if (out/SAMPLE_FILES[k]).exists() else None for k in ('counts', 'boxes')}
+    hidden = out/SAMPLE_FILES['test_labels']
+    labels = [tr.labels] + ([load_coco(hidden).labels] if hidden.exists() else [])
+    opt = {k: pd.read_csv(out/SAMPLE_FILES[k]) if (out/SAMPLE_FILES[k]).exists() else None
+           for k in ('counts', 'boxes')}
     info = out/SAMPLE_FILES['info']
     cfg = SampleConfig(**read_json(info)['config']) if info.exists() else SampleConfig()
+    dets = load_megadetector(out/SAMPLE_FILES['megadetector'], images=ims)
     return dict(images=ims, labels=pd.concat(labels, ignore_index=True), categories=tr.categories,
-                detections=load_megadetector(out/SAMPLE_FILES['megadetector'], images=ims), **opt, root=out, config=cfg)
+                detections=dets, **opt, root=out, config=cfg)
 
 def _tables(sample)->dict:
     "`sample` itself if it is already `read_sample`'s dict, else the tables read from that folder."
@@ -688,14 +227,15 @@ def _tables(sample)->dict:
 def summarize_sample(sample, # a folder written by `make_sample`, or `read_sample`'s tables of one
                      conf:float=.5, # detections at or above this confidence are counted as confident
                     )->pd.DataFrame:
-    "One row per split: images, sequences, locations, species, empty and night images, individuals, detections."
+    "Per split: images, sequences, locations, species, empty and night images, individuals, detections."
     d = _tables(sample)
     ims = d['images'].merge(d['labels'][['image_id', 'category_id']], on='image_id', how='left')
     hour = ims.datetime.dt.hour
     ims['night'] = (hour < d['config'].dawn) | (hour >= d['config'].dusk)
     dets = d['detections'].merge(ims[['image_id', 'split']], on='image_id')
     g = ims.groupby('split', sort=False)
-    res = g.agg(images=('image_id', 'size'), sequences=('seq_id', 'nunique'), locations=('location', 'nunique'),
+    res = g.agg(images=('image_id', 'size'), sequences=('seq_id', 'nunique'),
+                locations=('location', 'nunique'),
                 empty_images=('category_id', lambda s: int((s == 0).sum())), night_images=('night', 'sum'))
     res['species'] = g.category_id.agg(lambda s: s[s > 0].nunique())
     if d['counts'] is not None: res['individuals'] = d['counts'].groupby('split')['count'].sum()
@@ -710,11 +250,14 @@ def species_table(sample, # a folder written by `make_sample`, or `read_sample`'
     "Per category: name, images and sequences per split (from labels), individuals (from the counts file)."
     d = _tables(sample)
     ims = d['images'].merge(d['labels'][['image_id', 'category_id']], on='image_id')
-    t = ims.pivot_table(index='category_id', columns='split', values='image_id', aggfunc='size', fill_value=0).add_suffix('_images')
-    t = t.join(ims.pivot_table(index='category_id', columns='split', values='seq_id', aggfunc='nunique', fill_value=0).add_suffix('_seqs'))
-    if d['counts'] is not None: t = t.join(d['counts'].groupby('category_id')['count'].sum().rename('individuals'))
+    def per(values, agg):
+        return ims.pivot_table(index='category_id', columns='split', values=values, aggfunc=agg, fill_value=0)
+    t = per('image_id', 'size').add_suffix('_images').join(per('seq_id', 'nunique').add_suffix('_seqs'))
+    if d['counts'] is not None:
+        t = t.join(d['counts'].groupby('category_id')['count'].sum().rename('individuals'))
     order = [f'{s}_{k}' for k in ('images', 'seqs') for s in ('train', 'test')] + ['individuals']
-    t = d['categories'].set_index('category_id')[['name']].join(t[[k for k in order if k in t.columns]]).fillna(0)
+    t = d['categories'].set_index('category_id')[['name']].join(t[[k for k in order if k in t.columns]])
+    t = t.fillna(0)
     return t.astype({k: int for k in t.columns if k != 'name'}).rename_axis('category_id')
 
 # %% ../nbs/02_sample.ipynb #5323704e
@@ -723,8 +266,10 @@ def _tile(out:Path, row, boxes, dets, tile:int, md_conf:float)->Image.Image:
     im = Image.open(out/row['split']/row['file_name']).convert('RGB')
     im = im.resize((tile, round(tile*im.height/im.width)), Image.BILINEAR)
     d,W,H = ImageDraw.Draw(im),im.width,im.height
-    for b in boxes.itertuples(): d.rectangle((b.x*W, b.y*H, (b.x+b.w)*W, (b.y+b.h)*H), outline=(0, 255, 0))
-    for b in dets[dets.conf >= md_conf].itertuples(): d.rectangle((b.x*W, b.y*H, (b.x+b.w)*W, (b.y+b.h)*H), outline=(255, 40, 40))
+    for b in boxes.itertuples():
+        d.rectangle((b.x*W, b.y*H, (b.x+b.w)*W, (b.y+b.h)*H), outline=(0, 255, 0))
+    for b in dets[dets.conf >= md_conf].itertuples():
+        d.rectangle((b.x*W, b.y*H, (b.x+b.w)*W, (b.y+b.h)*H), outline=(255, 40, 40))
     return im
 
 def sample_sheet(sample, # a folder written by `make_sample`, or `read_sample`'s tables of one
@@ -735,11 +280,13 @@ def sample_sheet(sample, # a folder written by `make_sample`, or `read_sample`'s
                  )->Image.Image:
     "Frames as small tiles with true boxes (green) and MegaDetector boxes (red)."
     import pandas as pd
-    d = _tables(sample); out = d['root']
+    d = _tables(sample)
     ims,dets = d['images'].set_index('image_id'),d['detections']
     boxes = d['boxes'] if d['boxes'] is not None else pd.DataFrame(columns=['image_id', 'x', 'y', 'w', 'h'])
-    tiles = [_tile(out, ims.loc[i], boxes[boxes.image_id == i], dets[dets.image_id == i], tile, md_conf) for i in image_ids]
-    rows = math.ceil(len(tiles)/cols); th = max(t.height for t in tiles)
+    tiles = [_tile(d['root'], ims.loc[i], boxes[boxes.image_id == i], dets[dets.image_id == i], tile, md_conf)
+             for i in image_ids]
+    rows = math.ceil(len(tiles)/cols)
+    th = max(t.height for t in tiles)
     sheet = Image.new('RGB', (min(cols, len(tiles))*(tile+2), rows*(th+2)), (255, 255, 255))
     for k,t in enumerate(tiles): sheet.paste(t, ((k % cols)*(tile+2), (k//cols)*(th+2)))
     return sheet

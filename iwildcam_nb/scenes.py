@@ -15,7 +15,7 @@ __all__ = ['SPECIES', 'DEFAULT_SPECIES', 'Species', 'draw_animal', 'Location', '
 # %% ../nbs/01a_scenes.ipynb #8527e864
 @dataclass(frozen=True)
 class Species:
-    "How one species looks and behaves (shape in body lengths, colours, coat texture, group size) and where it sits in the tree of life."
+    "How one species looks and behaves, and where it sits in the tree of life."
     cat_id:int # iWildCam category id (the real ids, hence non-contiguous)
     name:str # category name, iWildCam style (lower-case binomial)
     common:str # everyday name, for people
@@ -34,24 +34,31 @@ class Species:
     belly:tuple|None # RGB of a paler belly, or None
     group:tuple # (min, max) individuals of this species in a sequence
     weight:float # how often it triggers the cameras, relative to the others
-    lineage:tuple=() # (class, order, family), lowercase as SpeciesNet writes them; genus and epithet are the two words of `name`
+    lineage:tuple=() # (class, order, family), lower case as in SpeciesNet; genus and epithet: see `name`
 
 # %% ../nbs/01a_scenes.ipynb #47a17591
 SPECIES = {o.common: o for o in [
     Species(3, 'dasyprocta punctata', 'agouti', .16, .6, .16, .07, 4, (0, 0), .32, 'round', 'stub',
-            (92, 62, 38), 'plain', (0, 0, 0), None, (1, 2), 2, ('mammalia', 'rodentia', 'dasyproctidae')),
+            (92, 62, 38), 'plain', (0, 0, 0), None, (1, 2), 2,
+            ('mammalia', 'rodentia', 'dasyproctidae')),
     Species(10, 'leopardus pardalis', 'ocelot', .3, .36, .3, .07, 4, (.08, 20), .27, 'pointed', 'long',
-            (196, 156, 92), 'spots', (45, 35, 25), (228, 214, 186), (1, 2), 1.5, ('mammalia', 'carnivora', 'felidae')),
+            (196, 156, 92), 'spots', (45, 35, 25), (228, 214, 186), (1, 2), 1.5,
+            ('mammalia', 'carnivora', 'felidae')),
     Species(83, 'tragelaphus scriptus', 'bushbuck', .38, .42, .55, .05, 4, (.38, 55), .22, 'horns', 'short',
-            (150, 85, 45), 'stripes', (238, 232, 222), None, (1, 6), 2, ('mammalia', 'cetartiodactyla', 'bovidae')),
+            (150, 85, 45), 'stripes', (238, 232, 222), None, (1, 6), 2,
+            ('mammalia', 'cetartiodactyla', 'bovidae')),
     Species(90, 'loxodonta africana', 'elephant', .6, .68, .42, .17, 4, (0, 0), .42, 'big', 'thin',
-            (118, 116, 112), 'wrinkles', (80, 78, 75), None, (1, 4), 1, ('mammalia', 'proboscidea', 'elephantidae')),
+            (118, 116, 112), 'wrinkles', (80, 78, 75), None, (1, 4), 1,
+            ('mammalia', 'proboscidea', 'elephantidae')),
     Species(374, 'crax rubra', 'curassow', .2, .55, .42, .035, 2, (.28, 70), .2, 'crest', 'fan',
-            (28, 26, 30), 'plain', (0, 0, 0), (215, 205, 185), (1, 3), 1.5, ('aves', 'galliformes', 'cracidae')),
+            (28, 26, 30), 'plain', (0, 0, 0), (215, 205, 185), (1, 3), 1.5,
+            ('aves', 'galliformes', 'cracidae')),
     Species(103, 'phacochoerus africanus', 'warthog', .3, .5, .25, .07, 4, (0, 0), .36, 'tusks', 'upright',
-            (105, 90, 80), 'plain', (0, 0, 0), None, (1, 4), 1.5, ('mammalia', 'cetartiodactyla', 'suidae')),
+            (105, 90, 80), 'plain', (0, 0, 0), None, (1, 4), 1.5,
+            ('mammalia', 'cetartiodactyla', 'suidae')),
     Species(50, 'leopardus wiedii', 'margay', .22, .38, .33, .06, 4, (.08, 20), .3, 'pointed', 'long',
-            (172, 136, 86), 'rosettes', (52, 40, 28), (226, 212, 184), (1, 1), 1, ('mammalia', 'carnivora', 'felidae'))]}
+            (172, 136, 86), 'rosettes', (52, 40, 28), (226, 212, 184), (1, 1), 1,
+            ('mammalia', 'carnivora', 'felidae'))]}
 
 # %% ../nbs/01a_scenes.ipynb #aa02b952
 DEFAULT_SPECIES = ('agouti', 'ocelot', 'bushbuck', 'elephant', 'curassow')
@@ -64,11 +71,16 @@ class _Pen:
     def __init__(self, w:int, h:int):
         self.img,self.mask = Image.new('RGB', (w, h)),Image.new('L', (w, h), 0)
         self.c,self.m = ImageDraw.Draw(self.img),ImageDraw.Draw(self.mask)
-    def ellipse(self, xy, fill): self.c.ellipse(xy, fill=fill); self.m.ellipse(xy, fill=255)
-    def polygon(self, xy, fill): self.c.polygon(xy, fill=fill); self.m.polygon(xy, fill=255)
+    def ellipse(self, xy, fill):
+        self.c.ellipse(xy, fill=fill)
+        self.m.ellipse(xy, fill=255)
+    def polygon(self, xy, fill):
+        self.c.polygon(xy, fill=fill)
+        self.m.polygon(xy, fill=255)
     def line(self, xy, fill, width):
         w = max(1, round(width))
-        self.c.line(xy, fill=fill, width=w, joint='curve'); self.m.line(xy, fill=255, width=w, joint='curve')
+        self.c.line(xy, fill=fill, width=w, joint='curve')
+        self.m.line(xy, fill=255, width=w, joint='curve')
 
 def _geom(sp:Species, L:float)->dict:
     "Canvas size and anchor points for a sprite of body length `L` pixels, facing right."
@@ -102,17 +114,20 @@ def _wrinkles(d, box, c, L, rng):
         x = x0 + i*(x1-x0)/7 + rng.normal(0, .02*L)
         d.arc((x-.08*L, y0, x+.08*L, y1), 60, 300, fill=c, width=max(1, round(.015*L)))
 
-_TEXTURES = dict(plain=lambda *a: None, stripes=_stripes, spots=_spots, rosettes=_rosettes, wrinkles=_wrinkles)
+_TEXTURES = dict(plain=lambda *a: None, stripes=_stripes, spots=_spots, rosettes=_rosettes,
+                 wrinkles=_wrinkles)
 
 def _body(pen:_Pen, sp:Species, g:dict, rng):
     "Body ellipse, then belly and texture clipped to it."
     L,cx,cy,bh = g['L'],g['cx'],g['cy'],g['bh']
     box = (cx-L/2, cy-bh/2, cx+L/2, cy+bh/2)
     pen.ellipse(box, sp.colour)
-    tex = pen.img.copy(); d = ImageDraw.Draw(tex)
+    tex = pen.img.copy()
+    d = ImageDraw.Draw(tex)
     if sp.belly: d.ellipse((box[0]+.15*L, cy+.1*bh, box[2]-.15*L, box[3]+.3*bh), fill=sp.belly)
     _TEXTURES[sp.texture](d, box, sp.tex_colour, L, rng)
-    clip = Image.new('L', pen.img.size, 0); ImageDraw.Draw(clip).ellipse(box, fill=255)
+    clip = Image.new('L', pen.img.size, 0)
+    ImageDraw.Draw(clip).ellipse(box, fill=255)
     pen.img.paste(tex, mask=clip)
 
 # %% ../nbs/01a_scenes.ipynb #30d37cba
@@ -126,7 +141,8 @@ def _legs(pen:_Pen, sp:Species, g:dict, pose:int, far:bool):
         st = s if (i == 0) != far else -s
         pen.line([top, (top[0]+st, feet)], _shade(sp.colour, .7 if far else 1), sp.leg_w*L)
 
-_TAILS = dict(long=([(-.47,-.1), (-.75,.25), (-.95,.15), (-1.05,-.1)], .06), short=([(-.47,-.25), (-.62,-.45)], .08),
+_TAILS = dict(long=([(-.47,-.1), (-.75,.25), (-.95,.15), (-1.05,-.1)], .06),
+              short=([(-.47,-.25), (-.62,-.45)], .08),
               thin=([(-.47,-.2), (-.56,.4)], .025), upright=([(-.47,-.25), (-.56,-.9)], .025),
               stub=([(-.47,-.1), (-.53,-.05)], .08))
 
@@ -146,16 +162,20 @@ def _extras(pen:_Pen, sp:Species, x:float, y:float, hw:float, hh:float, g:dict):
     if sp.ears in ('pointed', 'horns', 'tusks'):
         pen.polygon([(x-.3*hw, top+.15*hh), (x-.12*hw, top-.5*hh), (x+.05*hw, top+.15*hh)], c)
     if sp.ears == 'round':
-        r = .22*hh; pen.ellipse((x-.15*hw-r, top-r, x-.15*hw+r, top+r), _shade(c, .8))
+        r = .22*hh
+        pen.ellipse((x-.15*hw-r, top-r, x-.15*hw+r, top+r), _shade(c, .8))
     if sp.ears == 'horns':
-        for dx in (0, .15*hw): pen.line([(x-.05*hw+dx, top+.1*hh), (x-.3*hw+dx, top-1.4*hh)], (60, 50, 40), .09*hh)
+        for dx in (0, .15*hw):
+            pen.line([(x-.05*hw+dx, top+.1*hh), (x-.3*hw+dx, top-1.4*hh)], (60, 50, 40), .09*hh)
     if sp.ears == 'big':
         pen.ellipse((x-.7*hw, y-.6*hh, x+.1*hw, y+.75*hh), _shade(c, .85))
         pen.line([(x+.55*hw, y), (x+.75*hw, (y+g['feet'])/2), (x+.65*hw, g['feet']-.2*g['ll'])], c, .09*L)
     if sp.ears in ('big', 'tusks'):
         pen.line([(x+.45*hw, y+.25*hh), (x+.75*hw, y-.05*hh)], (235, 230, 215), max(1, .05*hh))
     if sp.ears == 'crest':
-        for i in range(3): r = .14*hh; pen.ellipse((x-.2*hw+i*r-r, top-1.5*r, x-.2*hw+i*r+r, top+.5*r), c)
+        for i in range(3):
+            r = .14*hh
+            pen.ellipse((x-.2*hw+i*r-r, top-1.5*r, x-.2*hw+i*r+r, top+.5*r), c)
         pen.polygon([(x+.55*hw, y-.2*hh), (x+1.05*hw, y+.05*hh), (x+.55*hw, y+.25*hh)], (230, 190, 40))
 
 def _head(pen:_Pen, sp:Species, g:dict):
@@ -164,16 +184,18 @@ def _head(pen:_Pen, sp:Species, g:dict):
     nl,na = sp.neck
     base,a = (cx+.36*L, cy-.15*bh), math.radians(na)
     x,y = (base[0]+nl*L*math.cos(a), base[1]-nl*L*math.sin(a)) if nl else (cx+.5*L, cy-.1*bh)
-    hh = sp.head*L; hw = 1.3*hh
+    hh = sp.head*L
+    hw = 1.3*hh
     if nl: pen.line([base, (x, y)], sp.colour, .55*hh)
     pen.ellipse((x-.35*hw, y-hh/2, x+.65*hw, y+hh/2), sp.colour)
     _extras(pen, sp, x, y, hw, hh, g)
     r = max(.6, .09*hh)
-    pen.c.ellipse((x+.3*hw-r, y-.1*hh-r, x+.3*hw+r, y-.1*hh+r), fill=(200, 40, 30) if sum(sp.colour) < 150 else (15, 15, 15))
+    eye = (200, 40, 30) if sum(sp.colour) < 150 else (15, 15, 15)
+    pen.c.ellipse((x+.3*hw-r, y-.1*hh-r, x+.3*hw+r, y-.1*hh+r), fill=eye)
 
 # %% ../nbs/01a_scenes.ipynb #b0765dc3
 def _crop(pen:_Pen, g:dict, facing:int):
-    "Crop the sprite to its mask; mirror it when the animal faces left."
+    "Crop the sprite to its mask, mirrored when the animal faces left."
     m = np.asarray(pen.mask) > 127
     ys,xs = np.nonzero(m)
     y0,y1,x0,x1 = ys.min(), ys.max()+1, xs.min(), xs.max()+1
@@ -192,8 +214,10 @@ def draw_animal(sp:Species, # what to draw
     "One animal: (rgb float32 h x w x 3, mask bool h x w, (x, y) of its feet in the sprite)."
     g,rng = _geom(sp, L),np.random.default_rng(pattern)
     pen = _Pen(g['W'], g['H'])
-    _tail(pen, sp, g); _legs(pen, sp, g, pose, far=True)
-    _body(pen, sp, g, rng); _legs(pen, sp, g, pose, far=False)
+    _tail(pen, sp, g)
+    _legs(pen, sp, g, pose, far=True)
+    _body(pen, sp, g, rng)
+    _legs(pen, sp, g, pose, far=False)
     _head(pen, sp, g)
     return _crop(pen, g, facing)
 
@@ -210,10 +234,12 @@ class Location:
     bg:np.ndarray|None=None # H x W x 3 float32 daylight background
     fg:np.ndarray|None=None # H x W x 3 float32 colours of the foreground vegetation
     fg_mask:np.ndarray|None=None # H x W bool: where foreground vegetation hides what is behind
-    def __repr__(self): return f'Location({self.split}, id={self.id}, species={self.species}, burst={self.burst})'
+    def __repr__(self):
+        return f'Location({self.split}, id={self.id}, species={self.species}, burst={self.burst})'
 
 # %% ../nbs/01a_scenes.ipynb #f77e5d6b
-_SKIES = [((120, 165, 225), (185, 210, 235)), ((175, 180, 190), (210, 212, 215)), ((200, 190, 170), (235, 225, 200))]
+_SKIES = [((120, 165, 225), (185, 210, 235)), ((175, 180, 190), (210, 212, 215)),
+          ((200, 190, 170), (235, 225, 200))]
 _GROUNDS = [(185, 160, 110), (92, 78, 58), (98, 128, 62), (160, 112, 80)]
 _GREENS = [(48, 92, 40), (70, 110, 45), (95, 120, 60), (60, 80, 35), (120, 125, 70)]
 
@@ -233,7 +259,8 @@ def _sky_ground(rng, w:int, h:int, horizon:int)->np.ndarray:
     a = np.empty((h, w, 3), np.float32)
     a[:horizon] = np.array(top)*(1-t) + np.array(bot)*t
     depth = np.linspace(.85, 1.1, h-horizon, dtype=np.float32)[:, None, None]
-    a[horizon:] = np.array(_pick(rng, _GROUNDS), np.float32)*depth*(1 + .12*_blobs(rng, w, h-horizon)[..., None])
+    a[horizon:] = (np.array(_pick(rng, _GROUNDS), np.float32)*depth
+                   *(1 + .12*_blobs(rng, w, h-horizon)[..., None]))
     return a
 
 # %% ../nbs/01a_scenes.ipynb #b5d963b8
@@ -263,7 +290,8 @@ def _foreground(rng, w:int, h:int):
         x0,lean = rng.uniform(0, w), rng.normal(0, .05*w)
         for _ in range(rng.integers(12, 30)):
             x = x0 + rng.normal(0, .03*w)
-            pen.line([(x, h), (x+lean+rng.normal(0, .02*w), h-rng.uniform(.12, .42)*h)], _pick(rng, _GREENS, .25), max(1, w/200))
+            pen.line([(x, h), (x+lean+rng.normal(0, .02*w), h-rng.uniform(.12, .42)*h)],
+                     _pick(rng, _GREENS, .25), max(1, w/200))
     if rng.random() < .6:
         x,r = (0 if rng.random() < .5 else w), rng.uniform(.12, .22)*w
         pen.ellipse((x-r, h-1.2*r, x+r, h+.6*r), _pick(rng, _GREENS))
@@ -278,7 +306,8 @@ def make_scene(loc:Location, # location to dress
     horizon = int(h*rng.uniform(.25, .5))
     im = Image.fromarray(_sky_ground(rng, w, h, horizon).clip(0, 255).astype(np.uint8))
     d = ImageDraw.Draw(im)
-    _trees(d, rng, w, h, horizon); _grass(d, rng, w, h, horizon)
+    _trees(d, rng, w, h, horizon)
+    _grass(d, rng, w, h, horizon)
     fg,fgm = _foreground(rng, w, h)
     return replace(loc, horizon=horizon, bg=np.asarray(im, np.float32), fg=fg, fg_mask=fgm)
 
@@ -291,7 +320,8 @@ def to_infrared(img:np.ndarray, # H x W x 3 float daylight-coloured frame
     H,W = img.shape[:2]
     g = img @ np.array([.45, .4, .15], np.float32) # fur and leaves both reflect near infrared
     y,x = np.ogrid[:H, :W]
-    reach = np.clip((y - horizon + .1*H)/(H - horizon + .1*H), 0, 1)**.7 # the flash lights the near ground best
+    # the flash lights the near ground best
+    reach = np.clip((y - horizon + .1*H)/(H - horizon + .1*H), 0, 1)**.7
     r2 = ((x-W/2)/(W/2))**2 + ((y-.65*H)/(.65*H))**2
     g = g*gain*(.25 + .75*reach)*np.clip(1-.3*r2, .3, 1) + 8
     return np.repeat(g[..., None], 3, 2).astype(np.float32)

@@ -11,14 +11,14 @@ import numpy as np, pandas as pd
 from .core import require_file, require_columns, InputError, log, read_json, write_json
 
 # %% auto #0
-__all__ = ['LEVELS', 'ALIASES', 'SPECIESNET', 'ROLLUP_LEVELS', 'ANIMAL_KEY', 'BOX_NAMES', 'ADMIN1_COUNTRIES', 'check_taxonomy',
-           'taxonomy_from_categories', 'read_taxonomy', 'taxon_keys', 'to_speciesnet_labels', 'from_speciesnet_labels',
-           'ancestor_key', 'taxon_nodes', 'check_geofence', 'read_geofence', 'write_geofence', 'is_blocked',
-           'geofence_from_training', 'SpeciesNetRules', 'roll_up', 'speciesnet_decide', 'locate', 'load_gps_locations']
+__all__ = ['LEVELS', 'SPECIESNET', 'ROLLUP_LEVELS', 'ADMIN1_COUNTRIES', 'check_taxonomy', 'taxonomy_from_categories',
+           'read_taxonomy', 'taxon_keys', 'to_speciesnet_labels', 'from_speciesnet_labels', 'ancestor_key',
+           'taxon_nodes', 'check_geofence', 'read_geofence', 'write_geofence', 'is_blocked', 'geofence_from_training',
+           'SpeciesNetRules', 'roll_up', 'speciesnet_decide', 'locate', 'load_gps_locations']
 
 # %% ../nbs/06a_taxonomy.ipynb #c3f1cd10
 LEVELS = ('class', 'order', 'family', 'genus', 'species') # SpeciesNet's taxonomy levels, highest first
-ALIASES = {'id': 'category_id', 'specific_epithet': 'species', 'common name': 'common_name'} # iNat/COCO field -> our column
+_ALIASES = {'id': 'category_id', 'specific_epithet': 'species', 'common name': 'common_name'} # iNat, COCO
 
 def _text(s)->pd.Series:
     "Strings stripped, missing as ''."
@@ -27,10 +27,14 @@ def _text(s)->pd.Series:
 def _ids(df:pd.DataFrame, source:str)->pd.Series:
     "`category_id` as Int64 (all NA when absent); refuses non-integers and repeats."
     if 'category_id' not in df: return pd.Series(pd.NA, index=df.index, dtype='Int64')
-    raw = _text(df.category_id); ids = pd.to_numeric(raw, errors='coerce')
+    raw = _text(df.category_id)
+    ids = pd.to_numeric(raw, errors='coerce')
     bad = ids.isna() | (ids % 1 != 0)
-    if bad.any(): raise InputError(source, f'row {int(bad.to_numpy().argmax())}.category_id', f'{raw[bad].iloc[0]!r} is not an integer')
-    if ids.duplicated().any(): raise InputError(source, 'category_id', f'{int(ids[ids.duplicated()].iloc[0])} appears twice')
+    if bad.any():
+        raise InputError(source, f'row {int(bad.to_numpy().argmax())}.category_id',
+                         f'{raw[bad].iloc[0]!r} is not an integer')
+    if ids.duplicated().any():
+        raise InputError(source, 'category_id', f'{int(ids[ids.duplicated()].iloc[0])} appears twice')
     return ids.astype('Int64')
 
 # %% ../nbs/06a_taxonomy.ipynb #fe43fa14
@@ -44,20 +48,27 @@ def _levels(df:pd.DataFrame)->pd.DataFrame:
 def _check_levels(lv:pd.DataFrame, names:pd.Series, source:str):
     "Refuse ';' in a level (it breaks label strings) and a level below an empty one (it would roll up wrong)."
     a = lv.to_numpy(str)
-    for bad, why in [(np.char.find(a, ';') >= 0, "contains ';'"), ((a != '') & ~np.logical_and.accumulate(a != '', axis=1), 'given while a higher level is empty')]:
-        if bad.any(): i, j = np.argwhere(bad)[0]; raise InputError(source, f'row {names.iloc[i]!r}.{LEVELS[j]}', why)
+    for bad, why in [(np.char.find(a, ';') >= 0, "contains ';'"),
+                     ((a != '') & ~np.logical_and.accumulate(a != '', axis=1),
+                      'given while a higher level is empty')]:
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise InputError(source, f'row {names.iloc[i]!r}.{LEVELS[j]}', why)
 
 # %% ../nbs/06a_taxonomy.ipynb #d030302d
-def check_taxonomy(df:pd.DataFrame, # one row per class: name (+ category_id, levels, common_name, uuid); iNat names accepted
+def check_taxonomy(df:pd.DataFrame, # one row per class: name (+ category_id, levels, common_name, uuid)
                    source:str='taxonomy', # the file it came from, for messages
                   )->pd.DataFrame: # category_id, name, LEVELS, common_name (+ uuid)
     "The taxonomy table in our columns: levels lowercase, missing ones '', names unique, no gaps."
-    df = df.rename(columns=lambda c: ALIASES.get(str(c).strip().lower(), str(c).strip().lower()))
+    df = df.rename(columns=lambda c: _ALIASES.get(str(c).strip().lower(), str(c).strip().lower()))
     require_columns(df, ['name'], source)
     names = _text(df['name'])
-    if (names == '').any(): raise InputError(source, f'row {int((names == "").to_numpy().argmax())}.name', 'empty name')
-    if names.duplicated().any(): raise InputError(source, 'name', f'{names[names.duplicated()].iloc[0]!r} appears twice')
-    lv = _levels(df); _check_levels(lv, names, source)
+    if (names == '').any():
+        raise InputError(source, f'row {int((names == "").to_numpy().argmax())}.name', 'empty name')
+    if names.duplicated().any():
+        raise InputError(source, 'name', f'{names[names.duplicated()].iloc[0]!r} appears twice')
+    lv = _levels(df)
+    _check_levels(lv, names, source)
     out = pd.DataFrame({'category_id': _ids(df, source), 'name': names, **lv,
                         'common_name': _text(df['common_name']).str.lower() if 'common_name' in df else ''})
     if 'uuid' in df: out['uuid'] = _text(df['uuid'])
@@ -68,9 +79,11 @@ def taxonomy_from_categories(cats:list, # COCO `categories`: id, name + taxonomy
                              source:str='categories', # for messages
                             )->pd.DataFrame: # checked taxonomy table
     "The taxonomy table from COCO categories that carry taxonomy fields."
-    if not isinstance(cats, list): raise InputError(source, 'categories', f'expected a list, got {type(cats).__name__}')
+    if not isinstance(cats, list):
+        raise InputError(source, 'categories', f'expected a list, got {type(cats).__name__}')
     for i, c in enumerate(cats):
-        if not isinstance(c, dict) or 'name' not in c: raise InputError(source, f'categories[{i}].name', 'required field is missing')
+        if not isinstance(c, dict) or 'name' not in c:
+            raise InputError(source, f'categories[{i}].name', 'required field is missing')
     return check_taxonomy(pd.DataFrame(cats), source)
 
 # %% ../nbs/06a_taxonomy.ipynb #7a01b448
@@ -78,18 +91,21 @@ def _read_csv(path:Path)->pd.DataFrame:
     "A CSV as text; a missing, empty or garbled file becomes an `InputError`."
     try: return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError: raise InputError(path, '-', 'empty file') from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise InputError(path, '-', f'not a readable CSV ({e})') from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise InputError(path, '-', f'not a readable CSV ({e})') from None
 
 def read_taxonomy(path, # .csv table, COCO .json (`categories`), or SpeciesNet .txt labels
                  )->pd.DataFrame: # checked taxonomy table
-    "Read a taxonomy from a CSV, a COCO JSON's `categories`, or a SpeciesNet taxonomy text file (one label a line)."
+    "Read a taxonomy from a CSV, a COCO JSON's `categories`, or a SpeciesNet taxonomy text file."
     path = require_file(path)
     if path.suffix.lower() == '.json':
         d = read_json(path)
-        if isinstance(d, dict) and 'categories' not in d: raise InputError(path, 'categories', 'required field is missing')
+        if isinstance(d, dict) and 'categories' not in d:
+            raise InputError(path, 'categories', 'required field is missing')
         return taxonomy_from_categories(d['categories'] if isinstance(d, dict) else d, str(path))
     if path.suffix.lower() != '.txt': return check_taxonomy(_read_csv(path), str(path))
-    return from_speciesnet_labels([l for l in path.read_text(encoding='utf-8').splitlines() if l.strip()], str(path))
+    return from_speciesnet_labels([l for l in path.read_text(encoding='utf-8').splitlines() if l.strip()],
+                                  str(path))
 
 # %% ../nbs/06a_taxonomy.ipynb #71ee6a7c
 SPECIESNET = { # SpeciesNet's special labels (speciesnet/constants.py, Classification)
@@ -97,16 +113,21 @@ SPECIESNET = { # SpeciesNet's special labels (speciesnet/constants.py, Classific
     'animal': '1f689929-883d-4dae-958c-3d57ab5b6c16;;;;;;animal',
     'human': '990ae9dd-7a59-4344-afcb-1b7b21368000;mammalia;primates;hominidae;homo;sapiens;human',
     'vehicle': 'e2895ed5-780b-48f6-8a11-9e27cb594511;;;;;;vehicle',
-    'unknown': 'f2efdae9-efb8-48fb-8a91-eccf79ab4ffb;no cv result;no cv result;no cv result;no cv result;no cv result;no cv result'}
+    'unknown': ('f2efdae9-efb8-48fb-8a91-eccf79ab4ffb;no cv result;no cv result;no cv result;no cv result;'
+                'no cv result;no cv result')}
 _NS = uuid.UUID('3f1c6a52-8d0e-4b7a-9c41-6e2f5d8a0b17') # namespace of our made-up uuids
 
 def _uuid(text:str)->str: return str(uuid.uuid5(_NS, text))
 
-def taxon_keys(tax:pd.DataFrame)->pd.Series:
+def taxon_keys(tax:pd.DataFrame, # checked taxonomy table
+              )->pd.Series: # key per row
     "Each row's `class;order;family;genus;species` key."
-    return pd.Series([';'.join(r) for r in tax[list(LEVELS)].itertuples(index=False)], index=tax.index, dtype=object)
+    return pd.Series([';'.join(r) for r in tax[list(LEVELS)].itertuples(index=False)], index=tax.index,
+                     dtype=object)
 
-def to_speciesnet_labels(tax:pd.DataFrame)->pd.Series:
+# %% ../nbs/06a_taxonomy.ipynb #aad07cf8
+def to_speciesnet_labels(tax:pd.DataFrame, # checked taxonomy table (+ uuid)
+                        )->pd.Series: # label per row
     "SpeciesNet labels `uuid;class;order;family;genus;species;common name` of a taxonomy table."
     ids = tax['uuid'] if 'uuid' in tax else pd.Series('', index=tax.index)
     common = tax.common_name.where(tax.common_name != '', tax['name'].str.lower())
@@ -116,24 +137,26 @@ def to_speciesnet_labels(tax:pd.DataFrame)->pd.Series:
 def from_speciesnet_labels(labels:list, # SpeciesNet label strings
                            source:str='labels', # for messages
                           )->pd.DataFrame: # checked taxonomy table with uuid; name = common name
-    "A taxonomy table from SpeciesNet labels; a class is named by its common name (plus its key where two share one)."
+    "A taxonomy table from SpeciesNet labels, each class named by its common name (+ key if two share one)."
     rows = [str(l).strip().split(';') for l in labels]
     if (bad := [i for i, r in enumerate(rows) if len(r) != 7]):
-        raise InputError(source, f'line {bad[0]+1}', f'expected 7 ;-separated parts (uuid;class;order;family;genus;species;common name), found {len(rows[bad[0]])}')
+        raise InputError(source, f'line {bad[0]+1}', 'expected 7 ;-separated parts '
+                         f'(uuid;class;order;family;genus;species;common name), found {len(rows[bad[0]])}')
     df = pd.DataFrame(rows, columns=['uuid', *LEVELS, 'common_name'])
     dup = df.common_name.duplicated(keep=False)
-    return check_taxonomy(df.assign(name=df.common_name.where(~dup, df.common_name + ' (' + taxon_keys(df) + ')')), source)
+    return check_taxonomy(
+        df.assign(name=df.common_name.where(~dup, df.common_name + ' (' + taxon_keys(df) + ')')), source)
 
 # %% ../nbs/06a_taxonomy.ipynb #bb1dca7e
 ROLLUP_LEVELS = ('genus', 'family', 'order', 'class', 'kingdom') # SpeciesNet's rollup order (threshold #5a)
-ANIMAL_KEY = ';;;;' # the kingdom: SpeciesNet's 'animal'
+_ANIMAL_KEY = ';;;;' # the kingdom: SpeciesNet's 'animal'
 
 def ancestor_key(key:str, # `class;order;family;genus;species`
                  level:str, # one of LEVELS or 'kingdom'
                 )->str|None: # None where `key` does not reach `level`
     "The key of `key`'s ancestor at `level` (SpeciesNet's `get_ancestor_at_level`)."
     parts = key.split(';')
-    if level == 'kingdom': return ANIMAL_KEY if parts[0] else None
+    if level == 'kingdom': return _ANIMAL_KEY if parts[0] else None
     if level not in LEVELS: raise InputError('levels', level, f"not one of {LEVELS + ('kingdom',)}")
     i = LEVELS.index(level)
     return ';'.join(parts[:i+1] + ['']*(4-i)) if parts[i] else None
@@ -141,81 +164,104 @@ def ancestor_key(key:str, # `class;order;family;genus;species`
 # %% ../nbs/06a_taxonomy.ipynb #9d11cce0
 def _deepest(key:str)->tuple:
     "(level, scientific name) of the lowest level a key reaches; ('kingdom', 'animal') for the empty key."
-    p = key.split(';'); i = max((j for j, x in enumerate(p) if x), default=-1)
+    p = key.split(';')
+    i = max((j for j, x in enumerate(p) if x), default=-1)
     return ('kingdom', 'animal') if i < 0 else (LEVELS[i], p[i] if i < 4 else f'{p[3]} {p[4]}')
 
 def _node_label(key:str)->str:
-    "SpeciesNet label of a taxon that is no class: SpeciesNet's 'animal', else a made-up uuid and the scientific name."
-    return SPECIESNET['animal'] if key == ANIMAL_KEY else f'{_uuid(key)};{key};{_deepest(key)[1]}'
+    "SpeciesNet label of a taxon that is no class: its 'animal', else a made-up uuid and the scientific name."
+    return SPECIESNET['animal'] if key == _ANIMAL_KEY else f'{_uuid(key)};{key};{_deepest(key)[1]}'
 
-def taxon_nodes(tax:pd.DataFrame)->pd.DataFrame:
+def taxon_nodes(tax:pd.DataFrame, # checked taxonomy table
+               )->pd.DataFrame: # by key: level, name, category_id (NA for a taxon that is no class), label
     "Every taxon the classes imply, theirs and their ancestors' up to 'animal', indexed by key."
     keys = taxon_keys(tax)
-    if (d := keys[keys.duplicated() & (keys != ANIMAL_KEY)]).any(): log.warning('taxonomy: %d classes repeat a taxon (%s); the first names it', len(d), d.iloc[0])
-    cls = tax.assign(key=keys, label=to_speciesnet_labels(tax))[keys != ANIMAL_KEY].drop_duplicates('key').set_index('key')
-    ks = sorted({a for k in cls.index for l in ROLLUP_LEVELS if (a := ancestor_key(k, l))} | set(cls.index) | {ANIMAL_KEY})
-    out = pd.DataFrame({'level': [_deepest(k)[0] for k in ks], 'name': [cls['name'].get(k, _deepest(k)[1]) for k in ks],
-                        'category_id': [cls.category_id.get(k, pd.NA) for k in ks], 'label': [cls.label.get(k) or _node_label(k) for k in ks]},
+    if (d := keys[keys.duplicated() & (keys != _ANIMAL_KEY)]).any():
+        log.warning('taxonomy: %d classes repeat a taxon (%s); the first names it', len(d), d.iloc[0])
+    cls = (tax.assign(key=keys, label=to_speciesnet_labels(tax))[keys != _ANIMAL_KEY]
+           .drop_duplicates('key').set_index('key'))
+    ks = sorted({a for k in cls.index for l in ROLLUP_LEVELS if (a := ancestor_key(k, l))} | set(cls.index)
+                | {_ANIMAL_KEY})
+    out = pd.DataFrame({'level': [_deepest(k)[0] for k in ks],
+                        'name': [cls['name'].get(k, _deepest(k)[1]) for k in ks],
+                        'category_id': [cls.category_id.get(k, pd.NA) for k in ks],
+                        'label': [cls.label.get(k) or _node_label(k) for k in ks]},
                        index=pd.Index(ks, name='key'))
     return out.astype({'category_id': 'Int64'})
 
 # %% ../nbs/06a_taxonomy.ipynb #0f5cd4d4
 def _check_places(places, where:str, source:str):
     "Refuse a rule that is not {ISO3 country: [admin1 codes]}."
-    if not isinstance(places, dict): raise InputError(source, where, 'expected {ISO3 country: [admin1 regions]}')
+    if not isinstance(places, dict):
+        raise InputError(source, where, 'expected {ISO3 country: [admin1 regions]}')
     for c, r in places.items():
-        if not re.fullmatch('[A-Z]{3}', c): raise InputError(source, f'{where}.{c}', 'country must be an ISO 3166-1 alpha-3 code such as "KEN"')
-        if not isinstance(r, list) or not all(isinstance(x, str) for x in r): raise InputError(source, f'{where}.{c}', 'expected a list of admin1 codes')
+        if not re.fullmatch('[A-Z]{3}', c):
+            raise InputError(source, f'{where}.{c}',
+                             'country must be an ISO 3166-1 alpha-3 code such as "KEN"')
+        if not isinstance(r, list) or not all(isinstance(x, str) for x in r):
+            raise InputError(source, f'{where}.{c}', 'expected a list of admin1 codes')
 
 def check_geofence(geofence, # parsed geofence JSON
                    source:str='geofence', # the file it came from, for messages
-                  )->dict:
+                  )->dict: # `geofence`, unchanged
     "Refuse a geofence that SpeciesNet would silently misread."
-    if not isinstance(geofence, dict): raise InputError(source, '-', f'expected an object mapping taxa to rules, got {type(geofence).__name__}')
+    if not isinstance(geofence, dict):
+        raise InputError(source, '-',
+                         f'expected an object mapping taxa to rules, got {type(geofence).__name__}')
     for key, rule in geofence.items():
-        if key.count(';') != 4 or key != key.lower(): raise InputError(source, repr(key), 'key must be a lowercase "class;order;family;genus;species"')
+        if key.count(';') != 4 or key != key.lower():
+            raise InputError(source, repr(key), 'key must be a lowercase "class;order;family;genus;species"')
         if not isinstance(rule, dict): raise InputError(source, key, 'expected {"allow": ..., "block": ...}')
-        if (bad := sorted(set(rule) - {'allow', 'block'})): raise InputError(source, f'{key}.{bad[0]}', 'unknown rule (only "allow" and "block")')
+        if (bad := sorted(set(rule) - {'allow', 'block'})):
+            raise InputError(source, f'{key}.{bad[0]}', 'unknown rule (only "allow" and "block")')
         for kind, places in rule.items(): _check_places(places, f'{key}.{kind}', source)
     return geofence
 
-def read_geofence(path)->dict:
+# %% ../nbs/06a_taxonomy.ipynb #993079b8
+def read_geofence(path, # geofence JSON in SpeciesNet's format
+                 )->dict: # the checked geofence
     "Read and check a geofence file in SpeciesNet's format."
     return check_geofence(read_json(path), str(path))
 
-def write_geofence(geofence:dict, dest)->Path:
+# %% ../nbs/06a_taxonomy.ipynb #8f544d91
+def write_geofence(geofence:dict, # geofence to check and write
+                   dest, # JSON file to write (atomically)
+                  )->Path: # `dest`
     "Write a geofence atomically in SpeciesNet's format, keys sorted as its build script does."
     g = check_geofence(geofence)
-    return write_json({k: {r: dict(sorted(p.items())) for r, p in sorted(g[k].items())} for k in sorted(g)}, dest)
+    return write_json({k: {r: dict(sorted(p.items())) for r, p in sorted(g[k].items())} for k in sorted(g)},
+                      dest)
 
 # %% ../nbs/06a_taxonomy.ipynb #28d0e2a2
 def is_blocked(key:str, # `class;order;family;genus;species` (or a 7-part SpeciesNet label)
                country:str|None, # ISO3, None when unknown
                admin1:str|None, # admin1 code (US state), None when unknown
                geofence:dict, # SpeciesNet geofence
-              )->bool:
+              )->bool: # True where the taxon may not be answered
     "Whether the geofence forbids taxon `key` at (country, admin1), by SpeciesNet's rules."
     if key.count(';') == 6: key = ';'.join(key.split(';')[1:6])
     rule = geofence.get(key) if country else None
     if not rule: return False
     allow, block = rule.get('allow'), rule.get('block')
-    if allow and (country not in allow or (admin1 and allow[country] and admin1 not in allow[country])): return True
+    if allow and (country not in allow or (admin1 and allow[country] and admin1 not in allow[country])):
+        return True
     return bool(block and country in block and (not block[country] or (admin1 and admin1 in block[country])))
 
 # %% ../nbs/06a_taxonomy.ipynb #b536c6ea
 def _class_rows(values, tax:pd.DataFrame, source:str)->np.ndarray:
-    "Row of `tax` for each value: by category id for an integer (or a digit string no class is named), else by name."
+    "Row of `tax` for each value: by category id for an integer (or digits naming no class), else by name."
     names = {n: i for i, n in reversed(list(enumerate(tax['name'])))}
     ids = {int(c): i for i, c in enumerate(tax.category_id) if pd.notna(c)}
     def one(v):
         if not isinstance(v, (int, np.integer)) and str(v) in names: return names[str(v)]
         try: return ids[int(v)]
-        except (ValueError, TypeError, KeyError): raise InputError(source, f'class {v!r}', 'not in the taxonomy') from None
+        except (ValueError, TypeError, KeyError):
+            raise InputError(source, f'class {v!r}', 'not in the taxonomy') from None
     vals = pd.Series(list(values), dtype=object)
     return vals.map({v: one(v) for v in pd.unique(vals)}).to_numpy(int)
 
 def _propagate(allow:dict)->dict:
-    "SpeciesNet's `propagate_to_higher_taxa`: each taxon's rule kept, its countries allowed country-wide on its ancestors."
+    "SpeciesNet's `propagate_to_higher_taxa`: each taxon's rule kept, its countries allowed on its ancestors."
     g = {k: {'allow': dict(v)} for k, v in allow.items()}
     for k, countries in allow.items():
         for a in {ancestor_key(k, l) for l in LEVELS[:4]} - {None, k}:
@@ -223,25 +269,29 @@ def _propagate(allow:dict)->dict:
     return g
 
 # %% ../nbs/06a_taxonomy.ipynb #5d0f100a
-def geofence_from_training(seen:pd.DataFrame, # one row per training image: category_id or name, country (+ admin1)
+def geofence_from_training(seen:pd.DataFrame, # per training image: category_id or name, country (+ admin1)
                            tax:pd.DataFrame, # checked taxonomy table
                            min_images:int=1, # images a class needs in a country to be allowed there
                            by_admin1:bool=False, # allow a class only in the admin1 regions seen (where known)
                           )->dict: # geofence in SpeciesNet's format
     "A geofence allowing each class where the training data saw it, and its ancestors in all those countries."
     col = 'category_id' if 'category_id' in seen else 'name'
-    if col not in seen or 'country' not in seen: raise InputError('seen', f'{col}, country', 'required columns are missing')
-    d = seen.assign(key=taxon_keys(tax).to_numpy()[_class_rows(seen[col], tax, 'seen')], admin1=seen.get('admin1'))
+    if col not in seen or 'country' not in seen:
+        raise InputError('seen', f'{col}, country', 'required columns are missing')
+    d = seen.assign(key=taxon_keys(tax).to_numpy()[_class_rows(seen[col], tax, 'seen')],
+                    admin1=seen.get('admin1'))
     d = d[d.country.notna() & (d.key.str.split(';').str[0] != '')]
-    st = d.groupby(['key', 'country']).admin1.agg(n='size', na=lambda x: x.isna().any(), regions=lambda x: sorted(x.dropna().unique()))
+    st = d.groupby(['key', 'country']).admin1.agg(n='size', na=lambda x: x.isna().any(),
+                                                  regions=lambda x: sorted(x.dropna().unique()))
     allow = {}
-    for (k, c), r in st[st.n >= min_images].iterrows(): allow.setdefault(k, {})[c] = r.regions if by_admin1 and not r.na else []
+    for (k, c), r in st[st.n >= min_images].iterrows():
+        allow.setdefault(k, {})[c] = r.regions if by_admin1 and not r.na else []
     return check_geofence(_propagate(allow))
 
 # %% ../nbs/06a_taxonomy.ipynb #3e35d991
 @dataclass
 class SpeciesNetRules:
-    "SpeciesNet's thresholds for one label per image (ensemble_prediction_combiner.py); numbers are its rule numbers."
+    "SpeciesNet's thresholds for one label per image (`ensemble_prediction_combiner.py`), by rule number."
     top_k:int=5 # classes per image seen (SpeciesNet keeps 5)
     human_box:float=0.7 # 1a
     mid_box:float=0.2 # 1b, 2a, 2c: box needed for a confident classifier to decide
@@ -256,7 +306,7 @@ class SpeciesNetRules:
     animal_mid_box:float=0.2 # 4b
     rollup_conf:float=0.65 # 5a: summed score must pass this
     rollup_levels:tuple=ROLLUP_LEVELS # 5a, in order
-    geofence_levels:tuple=('family', 'order', 'class', 'kingdom') # 4: a blocked species rolls up through these
+    geofence_levels:tuple=('family', 'order', 'class', 'kingdom') # 4: a blocked species rolls up these
     animal_box:float=0.5 # 5b
     blank_names:tuple=('blank', 'empty') # class names (any case) of empty frames, people, vehicles
     human_names:tuple=('human', 'person', 'homo sapiens')
@@ -266,20 +316,25 @@ class SpeciesNetRules:
 def _kinds(cls:pd.DataFrame, r:SpeciesNetRules)->np.ndarray:
     "Per class 'blank', 'human', 'vehicle' or 'animal', by name (or the human key)."
     n = cls['name'].str.strip().str.lower().to_numpy()
-    human = np.isin(n, r.human_names) | (taxon_keys(cls).to_numpy() == 'mammalia;primates;hominidae;homo;sapiens')
-    return np.select([np.isin(n, r.blank_names), human, np.isin(n, r.vehicle_names)], ['blank', 'human', 'vehicle'], 'animal')
+    human = (np.isin(n, r.human_names)
+             | (taxon_keys(cls).to_numpy() == 'mammalia;primates;hominidae;homo;sapiens'))
+    return np.select([np.isin(n, r.blank_names), human, np.isin(n, r.vehicle_names)],
+                     ['blank', 'human', 'vehicle'], 'animal')
 
 def _answer_table(cls:pd.DataFrame)->pd.DataFrame:
     "key, name, category_id, label of every possible answer: classes, taxa, then human, vehicle, unknown."
     c = cls.assign(key=taxon_keys(cls), label=to_speciesnet_labels(cls))
-    x = pd.DataFrame([dict(key=';'.join(SPECIESNET[s].split(';')[1:6]), name=s, label=SPECIESNET[s]) for s in ('human', 'vehicle', 'unknown')])
+    x = pd.DataFrame([dict(key=';'.join(SPECIESNET[s].split(';')[1:6]), name=s, label=SPECIESNET[s])
+                      for s in ('human', 'vehicle', 'unknown')])
     cols = ['key', 'name', 'category_id', 'label']
-    return pd.concat([c, taxon_nodes(cls).reset_index(), x], ignore_index=True)[cols].astype({'category_id': 'Int64'})
+    return (pd.concat([c, taxon_nodes(cls).reset_index(), x], ignore_index=True)[cols]
+            .astype({'category_id': 'Int64'}))
 
 def _ancestor_rows(ans:pd.DataFrame, C:int, level:str)->np.ndarray:
-    "Per class, the answer row of its ancestor at `level`, -1 if none (a class named 'animal' has the kingdom)."
+    "Per class, the answer row of its ancestor at `level`, -1 if none (a class named 'animal': the kingdom)."
     node = pd.Index(ans.key.iloc[C:-3])
-    a = [ancestor_key(k, level) or (ANIMAL_KEY if level == 'kingdom' and n.lower() == 'animal' else None) for k, n in zip(ans.key.iloc[:C], ans['name'].iloc[:C])]
+    a = [ancestor_key(k, level) or (_ANIMAL_KEY if level == 'kingdom' and n.lower() == 'animal' else None)
+         for k, n in zip(ans.key.iloc[:C], ans['name'].iloc[:C])]
     return np.array([C + node.get_loc(x) if x else -1 for x in a], dtype=int)
 
 # %% ../nbs/06a_taxonomy.ipynb #26a871aa
@@ -287,51 +342,70 @@ def _places(places:pd.DataFrame|None, index:pd.Index)->tuple:
     "(place number per image, distinct (country, admin1) places); one unknown place without `places`."
     if places is None: return np.zeros(len(index), int), [(None, None)]
     p = places.reindex(index)
-    col = lambda c: p[c].astype(object).where(p[c].notna(), '').astype(str) if c in p else pd.Series('', index=index)
+    col = lambda c: (p[c].astype(object).where(p[c].notna(), '').astype(str) if c in p
+                     else pd.Series('', index=index))
     codes, uniq = pd.factorize(col('country') + '|' + col('admin1'))
     return codes, [tuple(x or None for x in u.split('|')) for u in uniq]
 
 def _blocked(keys:list, places:list, geofence:dict|None)->np.ndarray:
     "(places x answers) geofence verdicts."
-    return np.array([[bool(geofence) and is_blocked(k, c, a, geofence) for k in keys] for c, a in places], dtype=bool).reshape(len(places), len(keys))
+    return np.array([[bool(geofence) and is_blocked(k, c, a, geofence) for k in keys] for c, a in places],
+                    dtype=bool).reshape(len(places), len(keys))
 
 @dataclass
 class _Setup:
     "Answers, classes, top-k, places and verdicts, ancestors per level."
-    ans:pd.DataFrame; C:int; kinds:np.ndarray; idx:np.ndarray; s:np.ndarray; g:np.ndarray; blocked:np.ndarray; anc:dict
+    ans:pd.DataFrame # every possible answer (`_answer_table`)
+    C:int # number of classes: the first C answers
+    kinds:np.ndarray # per class: 'blank', 'human', 'vehicle' or 'animal'
+    idx:np.ndarray # per image: its top-k classes
+    s:np.ndarray # per image: their scores
+    g:np.ndarray # per image: its place number
+    blocked:np.ndarray # (places x answers) geofence verdicts
+    anc:dict # level -> per class, the answer row of its ancestor there (-1: none)
 
 def _setup(probs:pd.DataFrame, tax:pd.DataFrame, places, geofence, r:SpeciesNetRules)->_Setup:
     "Match probability columns to the taxonomy and compute what the rules look up."
     cls = tax.iloc[_class_rows(probs.columns, tax, 'probs')].reset_index(drop=True)
     ans, a = _answer_table(cls), probs.to_numpy()
-    if a.dtype.kind != 'f' or not np.isfinite(a).all(): raise InputError('probs', '-', 'missing, infinite or non-numeric probabilities')
-    idx = np.concatenate([np.argsort(-b, axis=1, kind='stable')[:, :r.top_k] for b in np.array_split(a, len(a)//20000 + 1)]) # blocks: memory; stable: ties to the earlier column, as tf.math.top_k
+    if a.dtype.kind != 'f' or not np.isfinite(a).all():
+        raise InputError('probs', '-', 'missing, infinite or non-numeric probabilities')
+    # top-k by blocks of rows (memory); stable sort: ties go to the earlier column, as in tf.math.top_k
+    idx = np.concatenate([np.argsort(-b, axis=1, kind='stable')[:, :r.top_k]
+                          for b in np.array_split(a, len(a)//20000 + 1)])
     g, pl = _places(places, probs.index)
     anc = {l: _ancestor_rows(ans, len(cls), l) for l in set(r.rollup_levels) | set(r.geofence_levels)}
-    return _Setup(ans, len(cls), _kinds(cls, r), idx, np.take_along_axis(a, idx, 1).astype(float), g, _blocked(ans.key.tolist(), pl, geofence), anc)
+    return _Setup(ans, len(cls), _kinds(cls, r), idx, np.take_along_axis(a, idx, 1).astype(float), g,
+                  _blocked(ans.key.tolist(), pl, geofence), anc)
 
 # %% ../nbs/06a_taxonomy.ipynb #8876cec0
 def _roll(st:_Setup, anc:np.ndarray, thr)->tuple:
-    "Per image (answer row or -1, score) of the best unblocked ancestor whose summed top-k score is above `thr`."
-    a = anc[st.idx]; r = np.arange(len(a))
+    "Per image (answer row or -1, score) of the best unblocked ancestor whose top-k sum is above `thr`."
+    a = anc[st.idx]
+    r = np.arange(len(a))
     sums = (((a[:, :, None] == a[:, None, :]) & (a[:, None, :] >= 0))*st.s[:, None, :]).sum(2)
     sums = np.where((a >= 0) & ~st.blocked[st.g[:, None], np.maximum(a, 0)], sums, 0.)
-    j = sums.argmax(1); best = sums[r, j]
+    j = sums.argmax(1)
+    best = sums[r, j]
     hit = (best > thr) & (best > 0)
     return np.where(hit, a[r, j], -1), np.where(hit, best, np.nan)
 
 def _roll_levels(st:_Setup, levels:tuple, thr)->tuple:
     "(answer row or -1, score, source) at the first of `levels` where `_roll` succeeds."
-    n = len(st.idx); row, score, src = np.full(n, -1), np.full(n, np.nan), np.full(n, None, object)
+    n = len(st.idx)
+    row, score, src = np.full(n, -1), np.full(n, np.nan), np.full(n, None, object)
     for l in levels:
-        a, b = _roll(st, st.anc[l], thr); new = (row < 0) & (a >= 0)
+        a, b = _roll(st, st.anc[l], thr)
+        new = (row < 0) & (a >= 0)
         row[new], score[new], src[new] = a[new], b[new], f'classifier+rollup_to_{l}'
     return row, score, src
 
 def _answers(st:_Setup, row, score, src, index:pd.Index)->pd.DataFrame:
     "label (category id; NA for a taxon that is no class), name, taxon (SpeciesNet label), score, source."
     a, ok = st.ans.iloc[np.maximum(row, 0)], row >= 0
-    out = pd.DataFrame({'label': a.category_id.to_numpy(), 'name': a['name'].to_numpy(), 'taxon': a.label.to_numpy(), 'score': score.astype(float), 'source': src}, index=index)
+    out = pd.DataFrame({'label': a.category_id.to_numpy(), 'name': a['name'].to_numpy(),
+                        'taxon': a.label.to_numpy(), 'score': score.astype(float), 'source': src},
+                       index=index)
     for c in ('name', 'taxon', 'source'): out[c] = out[c].astype(object).where(ok & out[c].notna(), None)
     return out.assign(label=out.label.astype('Int64').mask(~ok))
 
@@ -344,27 +418,32 @@ def roll_up(probs:pd.DataFrame, # one row per image, one column per class (categ
             geofence:dict|None=None, # SpeciesNet geofence; None: none
             top_k:int=5, # classes summed per image (SpeciesNet: 5)
            )->pd.DataFrame: # label, name, taxon, score, source; NA where no level passes
-    "SpeciesNet's rollup: per image the first level where an allowed taxon's summed top-k score passes `threshold`."
+    "SpeciesNet's rollup: per image, the first level where an allowed taxon's top-k sum passes `threshold`."
     st = _setup(probs, tax, places, geofence, SpeciesNetRules(top_k=top_k, rollup_levels=tuple(levels)))
     return _answers(st, *_roll_levels(st, tuple(levels), threshold), probs.index)
 
 # %% ../nbs/06a_taxonomy.ipynb #9d406461
 def _geofenced_top(st:_Setup, r:SpeciesNetRules)->tuple:
     "Rule 4's answer: the top class, or for a blocked one its first allowed ancestor reaching the top score."
-    t, ts = st.idx[:, 0], st.s[:, 0]; blk = st.blocked[st.g, t]
+    t, ts = st.idx[:, 0], st.s[:, 0]
+    blk = st.blocked[st.g, t]
     row, score, src = _roll_levels(st, r.geofence_levels, ts - 1e-10)
-    geo = np.array(['classifier+geofence+' + (s[len('classifier+'):] if s else 'rollup_failed') for s in src], dtype=object)
-    return np.where(~blk, t, np.where(row >= 0, row, len(st.ans) - 1)), np.where(~blk | (row < 0), ts, score), np.where(~blk, 'classifier', geo)
+    geo = np.array(['classifier+geofence+' + (s[len('classifier+'):] if s else 'rollup_failed') for s in src],
+                   dtype=object)
+    return (np.where(~blk, t, np.where(row >= 0, row, len(st.ans) - 1)),
+            np.where(~blk | (row < 0), ts, score), np.where(~blk, 'classifier', geo))
 
-BOX_NAMES = {'1': 'animal', '2': 'human', '3': 'vehicle', 'person': 'human'} # our/MegaDetector box categories -> SpeciesNet's
+_BOX_NAMES = {'1': 'animal', '2': 'human', '3': 'vehicle', 'person': 'human'} # box category -> SpeciesNet's
 
 def _top_boxes(dets:pd.DataFrame|None, index:pd.Index)->tuple:
-    "(category in SpeciesNet's words, conf) of each image's most confident box; 'animal', 0 where none (as SpeciesNet)."
+    "(category in SpeciesNet's words, conf) of each image's most confident box; 'animal', 0 where none."
     if dets is None: return np.full(len(index), 'animal', object), np.zeros(len(index))
     require_columns(dets, ['category', 'conf', 'image_id'], 'detections')
-    d = dets.sort_values('conf', ascending=False, kind='stable').drop_duplicates('image_id').set_index('image_id').reindex(index)
+    d = (dets.sort_values('conf', ascending=False, kind='stable').drop_duplicates('image_id')
+         .set_index('image_id').reindex(index))
     cat = d.category.astype(str).str.lower()
-    return cat.map(BOX_NAMES).fillna(cat).where(d.category.notna(), 'animal').to_numpy(object), d.conf.fillna(0.).to_numpy(float)
+    return (cat.map(_BOX_NAMES).fillna(cat).where(d.category.notna(), 'animal').to_numpy(object),
+            d.conf.fillna(0.).to_numpy(float))
 
 def _special(st:_Setup, kind:str)->int:
     "Answer row for human or vehicle: the vocabulary's class if any, else SpeciesNet's label."
@@ -375,7 +454,8 @@ def _special(st:_Setup, kind:str)->int:
 def _rules(st:_Setup, bc:np.ndarray, bs:np.ndarray, r:SpeciesNetRules)->list:
     "SpeciesNet's rules 1a-5b in order, each (condition, answer row, score, source)."
     t, ts, k = st.idx[:, 0], st.s[:, 0], st.kinds[st.idx[:, 0]]
-    H, V, A = _special(st, 'human'), _special(st, 'vehicle'), st.C + st.ans.key.iloc[st.C:-3].tolist().index(ANIMAL_KEY)
+    H, V, A = (_special(st, 'human'), _special(st, 'vehicle'),
+               st.C + st.ans.key.iloc[st.C:-3].tolist().index(_ANIMAL_KEY)) # A: the answer row of 'animal'
     gr, gs, gsrc = _geofenced_top(st, r)
     rr, rs, rsrc = _roll_levels(st, r.rollup_levels, r.rollup_conf)
     hb, vb, ab, cls = bc == 'human', bc == 'vehicle', bc == 'animal', 'classifier'
@@ -386,7 +466,8 @@ def _rules(st:_Setup, bc:np.ndarray, bs:np.ndarray, r:SpeciesNetRules)->list:
             (vb & (bs > r.mid_box) & (k == 'vehicle') & (ts > r.vehicle_cls), V, ts, cls),
             ((bs < r.blank_box) & (k == 'blank') & (ts > r.blank_cls), t, ts, cls),
             ((k == 'blank') & (ts > r.blank_sure), t, ts, cls),
-            ((k == 'animal') & ((ts > r.species_sure) | ((ts > r.species_cls) & ab & (bs > r.animal_mid_box))), gr, gs, gsrc),
+            ((k == 'animal') & ((ts > r.species_sure)
+                                | ((ts > r.species_cls) & ab & (bs > r.animal_mid_box))), gr, gs, gsrc),
             (rr >= 0, rr, rs, rsrc),
             (ab & (bs > r.animal_box), A, bs, 'detector')]
 
@@ -394,7 +475,7 @@ def speciesnet_decide(probs:pd.DataFrame, # one row per image, one column per cl
                       tax:pd.DataFrame, # checked taxonomy table
                       places:pd.DataFrame|None=None, # per image: country (ISO3), admin1
                       geofence:dict|None=None, # SpeciesNet geofence; None: geofencing off
-                      dets:pd.DataFrame|None=None, # detections: image_id, category (animal/person/vehicle or 1/2/3), conf; None: no detector
+                      dets:pd.DataFrame|None=None, # detections: image_id, category, conf; None: no detector
                       rules:SpeciesNetRules|None=None, # thresholds
                      )->pd.DataFrame: # label (category id or NA), name, taxon, score, source
     "One label per image by SpeciesNet's chain of rules (see the table above)."
@@ -402,7 +483,8 @@ def speciesnet_decide(probs:pd.DataFrame, # one row per image, one column per cl
     st = _setup(probs, tax, places, geofence, r)
     rs = _rules(st, *_top_boxes(dets, probs.index), r)
     pick = lambda i, d: np.select([x[0] for x in rs], [np.broadcast_to(x[i], len(probs)) for x in rs], d)
-    return _answers(st, pick(1, len(st.ans) - 1).astype(int), pick(2, st.s[:, 0]).astype(float), pick(3, 'classifier'), probs.index)
+    return _answers(st, pick(1, len(st.ans) - 1).astype(int), pick(2, st.s[:, 0]).astype(float),
+                    pick(3, 'classifier'), probs.index)
 
 # %% ../nbs/06a_taxonomy.ipynb #a380262e
 ADMIN1_COUNTRIES = ('USA',) # countries whose admin1 region is looked up (SpeciesNet: the USA only)
@@ -411,12 +493,15 @@ def _need(module:str):
     "Import `module`, or say which package to install."
     import importlib
     try: return importlib.import_module(module)
-    except ImportError: raise ImportError(f'{module} is needed to find countries from coordinates: pip install {module}') from None
+    except ImportError:
+        raise ImportError(f'{module} is needed to find countries from coordinates: pip install {module}'
+                          ) from None
 
 def _iso3(codes:pd.Series)->pd.Series:
     "ISO 3166-1 alpha-3 country codes from alpha-2 ones (None where unknown), by pycountry."
     pc = _need('pycountry')
-    out = codes.map({c: getattr(pc.countries.get(alpha_2=c), 'alpha_3', None) for c in pd.unique(codes.dropna())}).astype(object)
+    out = codes.map({c: getattr(pc.countries.get(alpha_2=c), 'alpha_3', None)
+                     for c in pd.unique(codes.dropna())}).astype(object)
     return out.where(out.notna(), None)
 
 # %% ../nbs/06a_taxonomy.ipynb #1af656ae
@@ -425,43 +510,55 @@ def _coords(locations:pd.DataFrame)->tuple:
     require_columns(locations, ['latitude', 'longitude'], 'locations')
     lat, lon = (pd.to_numeric(locations[c], errors='coerce') for c in ('latitude', 'longitude'))
     if (bad := (lat.abs() > 90) | (lon.abs() > 180)).any():
-        raise InputError('locations', f'row {locations.index[bad].tolist()[0]!r}', f'coordinates ({lat[bad].iloc[0]}, {lon[bad].iloc[0]}) are off the globe')
+        raise InputError('locations', f'row {locations.index[bad].tolist()[0]!r}',
+                         f'coordinates ({lat[bad].iloc[0]}, {lon[bad].iloc[0]}) are off the globe')
     return lat, lon
 
 def _admin1_codes(alpha2:str)->dict:
     "Admin1 name -> code without country prefix ('California' -> 'CA'), by pycountry."
     subs = _need('pycountry').subdivisions.get(country_code=alpha2) or []
-    return {s.name: s.code.split('-', 1)[1] for s in subs} | ({'Washington, D.C.': 'DC'} if alpha2 == 'US' else {}) # reverse_geocoder's name
+    return ({s.name: s.code.split('-', 1)[1] for s in subs}
+            | ({'Washington, D.C.': 'DC'} if alpha2 == 'US' else {})) # reverse_geocoder's name for DC
 
 def locate(locations:pd.DataFrame, # latitude, longitude (+ country, admin1 kept where given)
            admin1_countries:tuple=ADMIN1_COUNTRIES, # countries whose admin1 is looked up
           )->pd.DataFrame: # the table with country (ISO3) and admin1
-    "Each location's ISO3 country and, in `admin1_countries`, admin1 code, found offline from its coordinates."
-    lat, lon = _coords(locations); ok = lat.notna() & lon.notna()
-    out = locations.assign(**{c: locations[c].astype(object) if c in locations else None for c in ('country', 'admin1')})
-    hits = _need('reverse_geocoder').search(list(zip(lat[ok], lon[ok])), mode=1, verbose=False) if ok.any() else []
+    "Each location's ISO3 country and, in `admin1_countries`, admin1 code, found offline from coordinates."
+    lat, lon = _coords(locations)
+    ok = lat.notna() & lon.notna()
+    out = locations.assign(**{c: locations[c].astype(object) if c in locations else None
+                              for c in ('country', 'admin1')})
+    hits = (_need('reverse_geocoder').search(list(zip(lat[ok], lon[ok])), mode=1, verbose=False) if ok.any()
+            else [])
     cc = pd.Series([h['cc'] for h in hits], index=lat.index[ok], dtype=object)
     found = _iso3(cc).reindex(out.index)
-    a1 = pd.Series([_admin1_codes(h['cc']).get(h['admin1']) for h in hits], index=cc.index, dtype=object).reindex(out.index)
+    a1 = pd.Series([_admin1_codes(h['cc']).get(h['admin1']) for h in hits], index=cc.index,
+                   dtype=object).reindex(out.index)
     out['country'] = out.country.where(out.country.notna(), found)
-    out['admin1'] = out.admin1.where(out.admin1.notna(), a1.where(found.isin(admin1_countries) & (out.country == found)))
+    out['admin1'] = out.admin1.where(out.admin1.notna(),
+                                     a1.where(found.isin(admin1_countries) & (out.country == found)))
     return out.assign(**{c: out[c].where(out[c].notna(), None) for c in ('country', 'admin1')})
 
 # %% ../nbs/06a_taxonomy.ipynb #cb10b0a2
 def _degrees(path, loc:str, rec, field:str, limit:float)->float:
     "One checked coordinate of one location: a JSON number within +-`limit` degrees."
-    if not isinstance(rec, dict): raise InputError(path, loc, f'expected {{"latitude": .., "longitude": ..}}, got {rec!r}')
+    if not isinstance(rec, dict):
+        raise InputError(path, loc, f'expected {{"latitude": .., "longitude": ..}}, got {rec!r}')
     if field not in rec: raise InputError(path, f'{loc}.{field}', 'required field is missing')
     v = rec[field]
     if type(v) not in (int, float) or not -limit <= v <= limit: # NaN and infinity fail the range too
-        raise InputError(path, f'{loc}.{field}', f'expected a number of degrees within [-{limit}, {limit}], got {v!r}')
+        raise InputError(path, f'{loc}.{field}',
+                         f'expected a number of degrees within [-{limit}, {limit}], got {v!r}')
     return float(v)
 
-def load_gps_locations(path, # iWildCam's gps_locations.json: {"<location>": {"latitude": .., "longitude": ..}}
+def load_gps_locations(path, # iWildCam's gps_locations.json (see above)
                       )->pd.DataFrame: # location (text, as the images table has it), latitude, longitude
     "The camera coordinates of a `gps_locations.json`, one row per location it lists."
     path = require_file(path, 'GPS file')
     d = read_json(path)
-    if not isinstance(d, dict): raise InputError(path, '-', f'expected an object keyed by location id, got {type(d).__name__}')
-    rows = [(k, _degrees(path, k, v, 'latitude', 90), _degrees(path, k, v, 'longitude', 180)) for k,v in d.items()]
-    return pd.DataFrame(rows, columns=['location', 'latitude', 'longitude']).astype({'location': 'str', 'latitude': float, 'longitude': float})
+    if not isinstance(d, dict):
+        raise InputError(path, '-', f'expected an object keyed by location id, got {type(d).__name__}')
+    rows = [(k, _degrees(path, k, v, 'latitude', 90), _degrees(path, k, v, 'longitude', 180))
+            for k,v in d.items()]
+    return pd.DataFrame(rows, columns=['location', 'latitude', 'longitude']).astype(
+        {'location': 'str', 'latitude': float, 'longitude': float})

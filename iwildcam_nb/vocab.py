@@ -12,16 +12,18 @@ from .core import require_file, InputError, log, write_csv
 __all__ = ['ROW_BLOCK', 'EMPTY', 'class_vocab', 'vocab_names', 'column_ids', 'check_probs', 'write_probs', 'read_probs']
 
 # %% ../nbs/00a_vocab.ipynb #7b57b667
-ROW_BLOCK = 4096 # rows of a probability table handled per numpy call in row-wise work: one call on a million rows is many times slower per row
-EMPTY = 0 # category id of 'empty' in iWildCam: first in the vocabulary, the row of zeros in a counts matrix, never a species column
+ROW_BLOCK = 4096 # rows of a probability table handled per numpy call in row-wise work
+EMPTY = 0 # category id of 'empty' in iWildCam: never a species column
 
 # %% ../nbs/00a_vocab.ipynb #789d8f77
 def class_vocab(categories:pd.DataFrame, # categories table: category_id, name (0 = empty)
                )->list[int]: # category ids, ascending (so 0, empty, comes first)
     "The shared class vocabulary: every category id of the categories table, in ascending order."
     ids = pd.to_numeric(categories['category_id'], errors='coerce')
-    if ids.isna().any() or (ids % 1 != 0).any(): raise InputError('categories', 'category_id', 'not all integers')
-    if ids.duplicated().any(): raise InputError('categories', 'category_id', f'duplicate id {int(ids[ids.duplicated()].iloc[0])}')
+    if ids.isna().any() or (ids % 1 != 0).any():
+        raise InputError('categories', 'category_id', 'not all integers')
+    if ids.duplicated().any():
+        raise InputError('categories', 'category_id', f'duplicate id {int(ids[ids.duplicated()].iloc[0])}')
     return sorted(int(i) for i in ids)
 
 # %% ../nbs/00a_vocab.ipynb #a7fc55d3
@@ -33,7 +35,9 @@ def vocab_names(categories:pd.DataFrame, # categories table: category_id, name
     return [names.get(int(c), str(c)) for c in vocab]
 
 # %% ../nbs/00a_vocab.ipynb #f0136faa
-def column_ids(cols, source:str)->list[int]:
+def column_ids(cols, # column labels: category ids, as numbers or text
+               source:str, # name for error messages: the file the labels came from
+              )->list[int]:
     "Column labels as integer category ids (CSV headers arrive as strings)."
     out = []
     for c in cols:
@@ -41,31 +45,35 @@ def column_ids(cols, source:str)->list[int]:
         except ValueError: raise InputError(source, f'column {c!r}', 'not a category id') from None
     return out
 
+# %% ../nbs/00a_vocab.ipynb #56689339
 def _first_bad_row(probs:pd.DataFrame, bad:np.ndarray, source:str, what:str):
     "Raise an `InputError` naming the first row where `bad` is true."
     i = int(np.flatnonzero(bad)[0])
     raise InputError(source, f'row {probs.index[i]!r}', f'{what} ({int(bad.sum())} rows in all)')
 
-# %% ../nbs/00a_vocab.ipynb #56689339
 def check_probs(probs:pd.DataFrame, # one row per image or crop, one column per category id
                 vocab:list[int], # class vocabulary (see `class_vocab`)
                 source:str='probs', # name for error messages: the file the table came from
                 tol:float=1e-3, # allowed distance of each row sum from 1
                )->pd.DataFrame: # float32 table with exactly the vocabulary's columns, in its order
-    "Align `probs` to `vocab` (missing classes get 0) and refuse unknown columns, NaNs, negatives and rows not summing to 1."
+    "`probs` aligned to `vocab` (absent classes 0), refusing unknown columns, NaNs, negatives, bad row sums."
     ids = column_ids(probs.columns, source)
     unknown = [c for c in ids if c not in set(vocab)]
-    if unknown: raise InputError(source, f'column {unknown[0]}', f'category {unknown[0]} is not in the vocabulary ({len(unknown)} unknown columns)')
+    if unknown:
+        raise InputError(source, f'column {unknown[0]}',
+                         f'category {unknown[0]} is not in the vocabulary ({len(unknown)} unknown columns)')
     if len(set(ids)) < len(ids): raise InputError(source, '-', 'a category column appears twice')
     p = probs.set_axis(ids, axis=1).astype('float32')
     missing = [c for c in vocab if c not in set(ids)]
     if missing: log.info('%s: %d classes absent, filled with 0: %s', source, len(missing), missing[:10])
     p = p.reindex(columns=list(vocab), fill_value=0)
     a = p.to_numpy()
-    if not np.isfinite(a).all(): _first_bad_row(p, ~np.isfinite(a).all(1), source, 'missing or infinite probability')
+    if not np.isfinite(a).all():
+        _first_bad_row(p, ~np.isfinite(a).all(1), source, 'missing or infinite probability')
     if (a < 0).any(): _first_bad_row(p, (a < 0).any(1), source, 'negative probability')
     s = a.sum(1, dtype='float64')
-    if (abs(s - 1) > tol).any(): _first_bad_row(p, abs(s - 1) > tol, source, f'probabilities sum to {s[abs(s-1) > tol][0]:.4g}, not 1')
+    if (abs(s - 1) > tol).any():
+        _first_bad_row(p, abs(s - 1) > tol, source, f'probabilities sum to {s[abs(s-1) > tol][0]:.4g}, not 1')
     return p
 
 # %% ../nbs/00a_vocab.ipynb #f8d44bdd
@@ -73,12 +81,14 @@ def write_probs(probs:pd.DataFrame, # probability table indexed by image_id or c
                 dest, # CSV file to write (atomically)
                )->Path:
     "Write a probability table as CSV, 6 significant digits, index column first."
-    return write_csv(probs.rename_axis(probs.index.name or 'image_id').reset_index(), dest, float_format='%.6g')
+    return write_csv(probs.rename_axis(probs.index.name or 'image_id').reset_index(), dest,
+                     float_format='%.6g')
 
+# %% ../nbs/00a_vocab.ipynb #2c7d9e41
 def read_probs(path, # CSV written by `write_probs`
                vocab:list[int]|None=None, # if given, align and check with `check_probs`
               )->pd.DataFrame:
-    "Read a probability table written by `write_probs`; headers become integer category ids."
+    "Read a probability table written by `write_probs`, its headers as integer category ids."
     path = require_file(path)
     df = pd.read_csv(path, dtype={0: str})
     df = df.set_index(df.columns[0])

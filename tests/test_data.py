@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from iwildcam_nb.core import InputError
-from iwildcam_nb.data import (load_coco, read_megadetector, load_megadetector, boxes_per_image, rebuild_sequences,
-                              sequence_agreement, split_by_location, IMAGE_COLS, DET_COLS)
+from iwildcam_nb.data import load_coco, IMAGE_COLS
+from iwildcam_nb.megadetector import read_megadetector, load_megadetector, boxes_per_image, DET_COLS
+from iwildcam_nb.cameras import rebuild_sequences, sequence_agreement, split_by_location
 
 def img(i, **kw):
     return dict(id=f'i{i}', file_name=f'i{i}.jpg', width=64, height=48, location=i % 3,
@@ -221,7 +222,7 @@ def test_real_mdv5a(speciesnet_dir):
 # --- regressions from the review of the data layer, one test per finding ---
 
 def test_datetimes_explicit_formats_wall_clock(caplog):
-    from iwildcam_nb.data import parse_datetimes
+    from iwildcam_nb.fields import parse_datetimes
     dst = parse_datetimes(['2020-03-29T01:%02d:00+01:00' % i for i in range(50)] + ['2020-03-29T03:10:00+02:00'])
     assert dst.notna().all() and dst.iloc[-1] == pd.Timestamp('2020-03-29 03:10') and dst.iloc[0] == pd.Timestamp('2020-03-29 01:00')
     with caplog.at_level(logging.WARNING, logger='iwildcam_nb'):

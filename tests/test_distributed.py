@@ -14,8 +14,8 @@ LAUNCHERS = {'torchrun': lambda: ['-m', 'torch.distributed.run', '--standalone',
 @pytest.mark.parametrize('launcher', LAUNCHERS)
 def test_two_cpu_processes_train_one_model(tmp_path, launcher):
     from iwildcam_nb.sample import make_sample, SAMPLE_FILES
-    from iwildcam_nb.data import load_megadetector
-    from iwildcam_nb.preprocess import make_crops
+    from iwildcam_nb.megadetector import load_megadetector
+    from iwildcam_nb.crops import make_crops
     data = make_sample(tmp_path/'data', seed=2, width=96, height=72, seqs_per_location=3)
     make_crops(load_megadetector(data/SAMPLE_FILES['megadetector']), data/'train', tmp_path/'crops', size=32, n_workers=0, show_progress=False)
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}

@@ -4,7 +4,8 @@ import subprocess, sys
 import numpy as np, pandas as pd
 import pytest
 from iwildcam_nb.core import InputError
-from iwildcam_nb.ensemble import EnsembleConfig, ensemble_probs, label_images, simulate_probs, box_truth
+from iwildcam_nb.ensemble import EnsembleConfig, ensemble_probs, label_images
+from iwildcam_nb.test_utils import simulate_probs, box_truth
 
 VOCAB = [0, 3, 10]
 
@@ -92,5 +93,5 @@ def test_simulate_probs_accuracy_and_box_truth():
     assert box_truth(dets, boxes).tolist() == [3, 0]
 
 def test_no_heavy_imports():
-    code = 'import sys, iwildcam_nb.ensemble, iwildcam_nb.sequences; print(sorted(m for m in ("torch", "fastai") if m in sys.modules))'
+    code = 'import sys, iwildcam_nb.ensemble, iwildcam_nb.sequences, iwildcam_nb.counts; print(sorted(m for m in ("torch", "fastai") if m in sys.modules))'
     assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == '[]'

@@ -40,7 +40,7 @@ class Calls:
 # where each prediction is made (predict), and the atomic rename every output goes through (writing outputs).
 def _points():
     import iwildcam_nb.preprocess as pre, iwildcam_nb.features as feat, iwildcam_nb.predict as pred, iwildcam_nb.core as core
-    return {'prepare': (pre, 'save_image'), 'training': (feat, 'fit_steps'), 'predict': (pred, 'predict'), 'outputs': (core.os, 'replace')}
+    return {'prepare': (pre, 'save_image'), 'training': (feat, 'fit_steps'), 'predict': (pred, 'model_probs'), 'outputs': (core.os, 'replace')}
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):

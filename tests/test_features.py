@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REAL
-from iwildcam_nb.models import add_valid, quick_recipe, train, FEATURE_CACHE
-from iwildcam_nb.predict import predict
+from iwildcam_nb.items import add_valid
+from iwildcam_nb.models import quick_recipe, train, FEATURE_CACHE
+from iwildcam_nb.predict import model_probs
 from iwildcam_nb.preprocess import resize_images
 
 torch = pytest.importorskip('torch')
@@ -40,7 +41,7 @@ def test_quick_training_matches_the_linear_probe_on_real_photos(ena24):
         path = train('full', images[tr], labels[tr], categories, root/'resized', root/f'm{k}', quick_recipe('full'), show_progress=False)
         meta = json.loads(path.with_suffix('.json').read_text())
         assert meta['strategy'] == 'head' and meta['n_valid'] == 0 # 2 photos per class: all kept for training
-        probs = predict(path, root/'resized', images=images[te], tta=False, show_progress=False)
+        probs = model_probs(path, root/'resized', images=images[te], tta=False, show_progress=False)
         ours.append((probs.loc[images.image_id[te]].to_numpy().argmax(1) + 1 == y[te]).mean())
     chance = 1/7
     assert np.mean(ours) >= 2.5 * chance, (ours, base)

@@ -1,5 +1,5 @@
 """`iwildcam-nb predict` on new photos, as a user runs it: killed and resumed, real photos in odd formats, bad input."""
-import json, os, shutil, signal, subprocess, sys, time
+import importlib.util, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -7,10 +7,10 @@ import pytest
 SAMPLE_MD = 'metadata/iwildcam2021_megadetector_results.json'
 SAMPLE_TEST = 'metadata/iwildcam2021_test_information.json'
 
-def cli(*args):
+def cli(*args, env:dict|None=None):
     "The command line as a subprocess (`python -m iwildcam_nb.cli`), not yet waited for."
     return subprocess.Popen([sys.executable, '-m', 'iwildcam_nb.cli', *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})})
 
 def finish(p, timeout=600):
     out, err = p.communicate(timeout=timeout)
@@ -20,8 +20,9 @@ def finish(p, timeout=600):
 def world(tmp_path_factory):
     "The embedded data set (small) and two tiny models trained on it: random weights, one epoch."
     from iwildcam_nb.sample import make_sample, read_sample
-    from iwildcam_nb.data import load_megadetector
-    from iwildcam_nb.preprocess import resize_images, make_crops
+    from iwildcam_nb.megadetector import load_megadetector
+    from iwildcam_nb.preprocess import resize_images
+    from iwildcam_nb.crops import make_crops
     from iwildcam_nb.models import QUICK, train
     root = tmp_path_factory.mktemp('infer')
     data = make_sample(root/'data', seed=1, seqs_per_location=6)
@@ -155,12 +156,12 @@ def test_detections_of_other_photos_are_refused(world, tmp_path):
     assert not (tmp_path/'o'/'checkpoints').exists() # stopped before any prediction
 
 def test_tta_predictions_repeat_byte_for_byte(world, tmp_path):
-    "`predict.predict` with TTA twice on the same crops gives the same bytes, so a resumed `run` submits the same answers."
-    from iwildcam_nb.models import read_crops
-    from iwildcam_nb.predict import predict
+    "`predict.model_probs` with TTA twice on the same crops gives the same bytes, so a resumed `run` submits the same answers."
+    from iwildcam_nb.items import read_crops
+    from iwildcam_nb.predict import model_probs
     root, _ = world
     crops = read_crops(root/'crops').head(32)
-    for i in (1, 2): predict(root/'models'/'crop', root/'crops', tmp_path/f'{i}.csv', crops=crops, tta=True, show_progress=False)
+    for i in (1, 2): model_probs(root/'models'/'crop', root/'crops', tmp_path/f'{i}.csv', crops=crops, tta=True, show_progress=False)
     assert (tmp_path/'1.csv').read_bytes() == (tmp_path/'2.csv').read_bytes()
 
 def test_failed_sequence_and_box_flood_do_not_stop_predict(world, tmp_path):
@@ -215,3 +216,39 @@ def test_saved_models_follow_the_umask(world):
     "A models folder shared with colleagues: the weights are as readable as their JSON (safetensors alone would write 0600)."
     m = os.umask(0o022); os.umask(m)
     for f in ('full.safetensors', 'full.json'): assert (world[0]/'models'/f).stat().st_mode & 0o777 == 0o666 & ~m, f
+
+def offline(tmp_path)->dict:
+    "Environment where downloads fail at once (a proxy on a closed local port) and MegaDetector's model cache is empty."
+    (tmp_path/'tmp').mkdir()
+    return {'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9', 'TMPDIR': str(tmp_path/'tmp'),
+            'YOLO_OFFLINE': '1'}
+
+def test_predict_without_detections_offline_names_the_option(world, tmp_path):
+    "No MegaDetector file, no network, no local weights: one `error:` line saying to pass --detector_weights, nothing written."
+    if importlib.util.find_spec('megadetector') is None: pytest.skip('megadetector is not installed')
+    root, data = world
+    rc, _, err = finish(cli('predict', '--images', data/'test', '--models', root/'models', '--out', tmp_path/'o',
+                            '--annotations', data/SAMPLE_TEST, '--quiet', env=offline(tmp_path)))
+    assert rc == 2 and 'Traceback' not in err, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert lines[-1].startswith('error: ') and '--detector_weights' in lines[-1], err
+    assert sum(l.startswith('error: ') for l in lines) == 1, err
+    assert not (tmp_path/'o').exists() # nothing written
+
+def test_predict_runs_the_detector_first(world, tmp_path):
+    "No MegaDetector file, a local (tiny, random) model: the detector runs, then everything else; each file validates."
+    if importlib.util.find_spec('megadetector') is None: pytest.skip('megadetector is not installed')
+    from iwildcam_nb.detect import check_md_file, make_tiny_detector
+    from iwildcam_nb.outputs import check_md_format
+    root, data = world
+    tiny, out = make_tiny_detector(tmp_path/'tiny_md.pt'), tmp_path/'o'
+    rc, stdout, err = finish(cli('predict', '--images', data/'test', '--models', root/'models', '--out', out,
+                                 '--annotations', data/SAMPLE_TEST, '--detector_weights', tiny, '--quiet',
+                                 env=offline(tmp_path)))
+    assert rc == 0, err
+    check_md_file(out/'detections.json') # MegaDetector's own validator, format 1.5's thresholds
+    check_md_format(json.loads((out/'megadetector_classified.json').read_text()))
+    test = json.loads((data/SAMPLE_TEST).read_text())
+    seqs = pd.read_csv(out/'sequences.csv')
+    assert set(seqs.seq_id) == {im['seq_id'] for im in test['images']} # every sequence answered
+    for f in OUTPUT_FILES: assert (out/f).exists(), f

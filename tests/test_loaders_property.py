@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 from iwildcam_nb.core import InputError
-from iwildcam_nb.data import DET_COLS, IMAGE_COLS, load_coco, load_megadetector
+from iwildcam_nb.megadetector import DET_COLS, load_megadetector
+from iwildcam_nb.data import IMAGE_COLS, load_coco
 
 N_EXAMPLES = int(os.environ.get('LOADERS_EXAMPLES', 60)) # a few seconds per test in CI; LOADERS_EXAMPLES=3000 to hunt for bugs
 SETTINGS = settings(max_examples=N_EXAMPLES, deadline=None, database=None,

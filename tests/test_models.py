@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from iwildcam_nb.core import InputError, read_json, write_json
-from iwildcam_nb.data import load_megadetector
-from iwildcam_nb.preprocess import make_crops, resize_images
+from iwildcam_nb.megadetector import load_megadetector
+from iwildcam_nb.crops import make_crops
+from iwildcam_nb.preprocess import resize_images
 from iwildcam_nb.sample import SAMPLE_FILES, make_sample, read_sample
 from iwildcam_nb.vocab import class_vocab, read_probs
 from iwildcam_nb import models
 from iwildcam_nb.models import QUICK, get_recipe, load_model, model_paths, train, train_learner, training_items
-from iwildcam_nb.predict import predict, predict_items, predict_probs
+from iwildcam_nb.predict import model_probs, predict_items, predict_probs
 
 torch = pytest.importorskip('torch')
 
@@ -57,7 +58,7 @@ def truth_of(probs, labels):
 def test_beats_baselines_on_heldout_locations(demo, trained, kind):
     root, s = demo
     te = s['images'][s['images'].split == 'test']
-    probs = predict(trained[kind], folder(root, kind, 'test'), images=te if kind == 'full' else None, tta=False)
+    probs = model_probs(trained[kind], folder(root, kind, 'test'), images=te if kind == 'full' else None, tta=False)
     y = truth_of(probs, s['labels'])
     acc = float((probs.idxmax(axis=1).to_numpy() == y).mean())
     vocab = class_vocab(s['categories'])
@@ -183,19 +184,19 @@ def test_predict_writes_checked_probs(demo, tiny, tmp_path):
     root, s = demo
     vocab = class_vocab(s['categories'])
     te = s['images'][s['images'].split == 'test']
-    probs = predict(tiny, folder(root, 'full', 'test'), tmp_path/'full.csv', images=te, tta=True, n=2)
+    probs = model_probs(tiny, folder(root, 'full', 'test'), tmp_path/'full.csv', images=te, tta=True, n=2)
     back = read_probs(tmp_path/'full.csv', vocab)
     assert back.index.name == 'image_id' and sorted(back.index) == sorted(te.image_id)
     np.testing.assert_allclose(back.to_numpy(), probs.to_numpy(), atol=1e-5)
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-4)
-    plain = predict(tiny, folder(root, 'full', 'test'), images=te, tta=False)
+    plain = model_probs(tiny, folder(root, 'full', 'test'), images=te, tta=False)
     assert not np.allclose(plain.to_numpy(), probs.to_numpy()) # TTA did something
-    default = predict(tiny, folder(root, 'full', 'test'), images=te) # a head-strategy model: plain by default (predict.use_tta)
+    default = model_probs(tiny, folder(root, 'full', 'test'), images=te) # a head-strategy model: plain by default (predict.use_tta)
     assert read_json(model_paths(tiny)[1])['strategy'] == 'head' and default.equals(plain)
 
 def test_crop_probs_keyed_by_crop_id(demo, trained):
     root, s = demo
-    probs = predict(trained['crop'], folder(root, 'crop', 'test'), tta=False)
+    probs = model_probs(trained['crop'], folder(root, 'crop', 'test'), tta=False)
     crops = pd.read_csv(folder(root, 'crop', 'test')/'crops.csv', dtype={'crop_id': str})
     assert probs.index.name == 'crop_id' and sorted(probs.index) == sorted(crops.crop_id)
     assert list(probs.columns) == class_vocab(s['categories']) # the empty class too, though no training crop had it

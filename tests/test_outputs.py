@@ -4,11 +4,11 @@ import copy, json
 import numpy as np, pandas as pd
 import pytest
 from iwildcam_nb.core import InputError, read_json
-from iwildcam_nb.data import load_megadetector
-from iwildcam_nb.ensemble import simulate_probs
+from iwildcam_nb.megadetector import load_megadetector
+from iwildcam_nb.test_utils import simulate_probs
 from iwildcam_nb.outputs import (DETECTION_CATEGORIES, OUTPUT_FILES, check_md_format, md_classified, sequence_table,
                                  speciesnet_predictions, write_outputs)
-from iwildcam_nb.preprocess import crop_id
+from iwildcam_nb.crops import crop_id
 from iwildcam_nb.sample import make_sample, read_sample
 from iwildcam_nb.vocab import class_vocab
 

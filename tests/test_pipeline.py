@@ -10,7 +10,7 @@ def broken_run(tmp_path_factory):
     from iwildcam_nb.pipeline import sample_inputs, load_inputs, run, quick_config
     root = tmp_path_factory.mktemp('run')
     inp = sample_inputs(make_sample(root/'data', seed=3, width=64, height=48, seqs_per_location=2))
-    test = load_inputs(inp)['images'].query("split == 'test'")
+    test = load_inputs(inp).images.query("split == 'test'")
     bad = test.seq_id.iloc[0]
     for f in test.file_name[test.seq_id == bad]: (inp.test_images/f).write_bytes(os.urandom(300))
     cfg = quick_config(dict(arch='tiny', pretrained=False, size=32, frozen_epochs=0, epochs=1, bs=8), n_workers=0)

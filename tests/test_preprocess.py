@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 from iwildcam_nb.core import InputError
-from iwildcam_nb.data import load_megadetector
-from iwildcam_nb import preprocess
-from iwildcam_nb.preprocess import make_crops, resize_images, is_complete, crop_box, crop_id, parse_crop_id
+from iwildcam_nb.megadetector import load_megadetector
+from iwildcam_nb import crops, preprocess
+from iwildcam_nb.preprocess import resize_images, is_complete
+from iwildcam_nb.crops import make_crops, crop_box, crop_id, parse_crop_id
 from iwildcam_nb.photos import display_size
 
 FAST = dict(n_workers=0, show_progress=False)
@@ -274,12 +275,12 @@ def test_crop_plan_same_as_groupby():
     dets = pd.DataFrame(dict(image_id=[f'i{k}' for k in rng.integers(0, 60, n)], det_idx=np.arange(n), category='animal',
                              conf=rng.uniform(0.2, 1, n), x=rng.uniform(-0.2, 1, n), y=0.1, w=0.2, h=0.2))
     dets['file'] = [None if k % 7 == 0 else f'cam{k % 3}\\{i}.jpg' for k, i in enumerate(dets.image_id)]
-    sel = preprocess.select_crops(dets, 0.3)
+    sel = crops.select_crops(dets, 0.3)
     d = sel[sel.status == 'todo']
     ref = [(Path('/src')/f, [(o.crop_id, Path('/out')/o.path, o.x, o.y, o.w, o.h) for o in g.itertuples()])
            for f, g in d.groupby('file', sort=False)]
-    assert preprocess._crop_plan(sel, '/src', '/out') == ref and len(ref) > 20
-    assert preprocess._crop_plan(sel.iloc[:0], '/src', '/out') == []
+    assert crops._crop_plan(sel, '/src', '/out') == ref and len(ref) > 20
+    assert crops._crop_plan(sel.iloc[:0], '/src', '/out') == []
 
 def test_symlinked_folder_out_of_dst_refused(tmp_path):
     src, dst = tmp_path/'src', tmp_path/'dst'
@@ -365,6 +366,7 @@ def test_unwritable_output_refused_before_decoding(tmp_path, monkeypatch):
     frames(tmp_path/'src', 3)
     calls = []
     monkeypatch.setattr(preprocess, 'open_rgb', lambda *a, **k: calls.append(a) or 1/0) # the name preprocess looks up (from photos)
+    monkeypatch.setattr(crops, 'open_rgb', lambda *a, **k: calls.append(a) or 1/0) # and crops
     (tmp_path/'afile').write_text('x')
     with pytest.raises(InputError, match='cannot write here') as e:
         resize_images(tmp_path/'src', tmp_path/'afile'/'out', size=32, **FAST) # a file where a folder should be

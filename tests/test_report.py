@@ -8,8 +8,10 @@ import pytest
 from PIL import Image
 from iwildcam_nb.core import InputError
 from iwildcam_nb.metrics import seq_accuracy
-from iwildcam_nb.report import (confusion_table, count_errors, count_pairs, worst_sequences, sequence_errors, show_sequence,
-                                top_species, fold_classes, report, ReportOpts, MD_COLOURS, sequence_labels, SEQ_RULES)
+from iwildcam_nb.errors import (confusion_table, count_errors, count_pairs, worst_sequences, sequence_errors,
+                                top_species, sequence_labels, SEQ_RULES)
+from iwildcam_nb.frames import show_sequence, MD_COLOURS
+from iwildcam_nb.report import fold_classes, report, ReportOpts
 
 CATS = pd.DataFrame(dict(category_id=[0, 3, 10, 83], name=['empty', 'agouti', 'ocelot', 'bushbuck'], count=[5, 5, 5, 5]))
 

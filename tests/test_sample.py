@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 from iwildcam_nb.core import InputError
-from iwildcam_nb.sample import (INAT_DIR, SAMPLE_FILES, SITES, SampleConfig, SupplementConfig, make_locations, make_sample,
-                                place_cameras, read_sample, sample_is_current, species_table, summarize_sample)
+from iwildcam_nb.sample import (INAT_DIR, SAMPLE_FILES, make_sample, read_sample, sample_is_current,
+                                species_table, summarize_sample)
+from iwildcam_nb.supplements import SITES, SupplementConfig, place_cameras
+from iwildcam_nb.simulate import SampleConfig, make_locations
 
 TINY = dict(n_train_locations=2, n_test_locations=1, seqs_per_location=4, max_frames=3, width=64, height=48)
 IMAGE_FIELDS = {'id': str, 'width': int, 'height': int, 'file_name': str, 'rights_holder': str, 'location': int,
@@ -92,7 +94,8 @@ def test_counts_agree_with_boxes(tiny):
             and (bx.y + bx.h <= 1.0001).all() and (bx.visible_fraction <= 1).all())
 
 def test_read_sample_goes_through_the_data_layer(tiny, tmp_path):
-    from iwildcam_nb.data import IMAGE_COLS, DET_COLS
+    from iwildcam_nb.data import IMAGE_COLS
+    from iwildcam_nb.megadetector import DET_COLS
     d = read_sample(tiny)
     assert d['images'].columns.tolist() == IMAGE_COLS + ['split'] and d['detections'].columns.tolist() == DET_COLS
     assert str(d['images'].datetime.dtype).startswith('datetime64') and d['images'].datetime.notna().all()
@@ -248,8 +251,9 @@ def test_scenes_stands_alone():
 
 def test_sample_uses_the_scenes_catalogue():
     "One catalogue of species: what the generator validates against is what scenes draws."
-    from iwildcam_nb import sample, scenes
-    assert sample.SPECIES is scenes.SPECIES and sample.DEFAULT_SPECIES is scenes.DEFAULT_SPECIES
+    from iwildcam_nb import sample, scenes, simulate
+    assert sample.SPECIES is scenes.SPECIES and simulate.SPECIES is scenes.SPECIES
+    assert simulate.DEFAULT_SPECIES is scenes.DEFAULT_SPECIES
     assert set(SampleConfig().species) == set(scenes.DEFAULT_SPECIES)
 
 @pytest.mark.parametrize('L', [4., 9.5, 120.])

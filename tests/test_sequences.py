@@ -8,8 +8,9 @@ import pytest
 from iwildcam_nb.core import InputError
 from iwildcam_nb.metrics import sequences_to_submit, submission_2021, submission_2020, seq_pred_labels, write_submission, read_submission
 from iwildcam_nb.vocab import class_vocab
-from iwildcam_nb.sequences import (VoteConfig, CountConfig, count_boxes, seq_vote, decide_sequences, count_sequences, count_max_frame,
-                                   count_mode_frame, count_tracks, predict_sequences, check_image_preds, special_ids)
+from iwildcam_nb.sequences import VoteConfig, seq_vote, decide_sequences, check_image_preds, special_ids
+from iwildcam_nb.counts import (CountConfig, count_boxes, count_sequences, count_max_frame, count_mode_frame, count_tracks,
+                                predict_sequences)
 
 ROOT = Path(__file__).resolve().parent.parent
 CATS = pd.DataFrame({'category_id': [0, 3, 10, 75], 'name': ['empty', 'agouti', 'ocelot', 'Human']})
