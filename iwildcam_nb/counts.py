@@ -153,19 +153,23 @@ def _mutual_best(m:pd.DataFrame, rounds:int=4)->pd.DataFrame:
     return pd.concat(out) if out else m
 
 # %% ../nbs/07a_counts.ipynb #09a0cf47
+def _no_counts()->pd.Series:
+    "An empty count per (seq_id, species)."
+    return pd.Series([], dtype=int, index=pd.MultiIndex.from_arrays([[], []], names=['seq_id', 'species']))
+
+def _chains(b:pd.DataFrame, links:pd.DataFrame)->pd.Series:
+    "Per (seq_id, species): chains of linked boxes, i.e. the boxes no link (i -> i_j) continues."
+    start = np.ones(len(b), int)
+    start[links.i_j.to_numpy()] = 0 # a box with a link in continues a chain
+    return pd.Series(start, index=pd.MultiIndex.from_arrays(
+        [b.seq_id, b.species], names=['seq_id', 'species'])).groupby(level=[0, 1]).sum()
+
 def count_tracks(b:pd.DataFrame, # boxes to count (`count_boxes`), with frame_num and x, y, w, h
                  cfg:CountConfig|None=None, # link_dist, max_gap
                 )->pd.Series: # per (seq_id, species): number of tracks
     "Per (seq_id, species): boxes linked across nearby frames into tracks; the number of tracks."
     cfg = cfg or CountConfig()
-    if b.empty:
-        return pd.Series([], dtype=int,
-                         index=pd.MultiIndex.from_arrays([[], []], names=['seq_id', 'species']))
-    links = _mutual_best(_candidate_links(b, cfg))
-    start = np.ones(len(b), int)
-    start[links.i_j.to_numpy()] = 0 # a box with a link in continues a track
-    return pd.Series(start, index=pd.MultiIndex.from_arrays(
-        [b.seq_id, b.species], names=['seq_id', 'species'])).groupby(level=[0, 1]).sum()
+    return _chains(b, _mutual_best(_candidate_links(b, cfg))) if len(b) else _no_counts()
 
 # %% ../nbs/07a_counts.ipynb #5ce9bb0c
 def box_looks(b:pd.DataFrame, # boxes to count (`count_boxes`)
@@ -211,22 +215,14 @@ def count_linked(b:pd.DataFrame, # boxes to count (`count_boxes`), with frame_nu
                 )->pd.Series: # per (seq_id, species): number of individuals
     "Per (seq_id, species): boxes linked where 'the same one moved' is cheaper than a new one; the chains."
     cfg = cfg or CountConfig()
-    if b.empty:
-        return pd.Series([], dtype=int,
-                         index=pd.MultiIndex.from_arrays([[], []], names=['seq_id', 'species']))
-    links = _mutual_best(_evidence_links(b, cfg, app), rounds=len(b))
-    start = np.ones(len(b), int)
-    start[links.i_j.to_numpy()] = 0
-    n = pd.Series(start, index=pd.MultiIndex.from_arrays(
-        [b.seq_id, b.species], names=['seq_id', 'species'])).groupby(level=[0, 1]).sum()
+    if b.empty: return _no_counts()
+    n = _chains(b, _mutual_best(_evidence_links(b, cfg, app), rounds=len(b)))
     return np.maximum(n, count_max_frame(b, 'species').reindex(n.index)) # never below one frame's boxes
 
 # %% ../nbs/07a_counts.ipynb #57c9c317
 def _rule_counts(b:pd.DataFrame, codes:np.ndarray, uniq:pd.Index, cfg:CountConfig, app=None)->pd.Series:
     "Counts per (seq_id, species) by `cfg.rule`, on integer sequence `codes` into `uniq` (not slow text)."
-    if b.empty:
-        return pd.Series([], dtype=int,
-                         index=pd.MultiIndex.from_arrays([[], []], names=['seq_id', 'species']))
+    if b.empty: return _no_counts()
     r = _by_rule(b.assign(seq_id=codes), cfg, app)
     return r.set_axis(pd.MultiIndex.from_arrays(
         [uniq[r.index.get_level_values(0)], r.index.get_level_values(1)], names=['seq_id', 'species']))

@@ -35,7 +35,7 @@ def require_megadetector():
 def _pil_kept(truncated:bool|None=None):
     "Pillow's global state put back after the block: MegaDetector and Ultralytics change it when imported."
     from PIL import Image, ImageFile
-    pil_open, loose = Image.open, ImageFile.LOAD_TRUNCATED_IMAGES # Ultralytics swaps the first, MD sets the second
+    pil_open, loose = Image.open, ImageFile.LOAD_TRUNCATED_IMAGES # Ultralytics swaps one, MD sets the other
     if truncated is not None: ImageFile.LOAD_TRUNCATED_IMAGES = truncated
     try: yield
     finally: Image.open, ImageFile.LOAD_TRUNCATED_IMAGES = pil_open, loose

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from .core import InputError, safe_joiner
+from .core import DETECTOR_CONF, InputError, safe_joiner
 from .photos import display_size, open_rgb
 from .errors import cat_names, describe_counts, name_of
 
@@ -90,7 +90,7 @@ def show_sequence(seq_id, # the sequence to show
                   detections:pd.DataFrame|None=None, # MegaDetector detections to draw
                   truth:pd.DataFrame|None=None, # true counts (seq_id, category_id, count), for the title
                   pred:pd.DataFrame|None=None, # predicted counts (seq_preds), for the title
-                  conf:float=.3, # draw detections at or above this confidence
+                  conf:float=DETECTOR_CONF, # draw detections at or above this confidence
                   max_frames:int=6, # show at most this many frames, evenly spread over the sequence
                   thumb:int=128, # longest side of each tile, pixels
                   categories:pd.DataFrame|None=None, # categories table, for names

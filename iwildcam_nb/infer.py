@@ -345,7 +345,7 @@ def predict_folder(images_dir, # folder of photos (camera subfolders when there 
         failures = pd.concat([_detector_failures(md.per_image, images), read_fails,
                               _skipped_failures(full_it, crop_it)], ignore_index=True)
         categories = model_categories(learners['full'].meta)
-        dets = handle_repeats(dets, images, cfg.repeats, cfg.repeats_review, cfg.repeat, out) # a new verdict: no new predictions
+        dets = handle_repeats(dets, images, cfg.repeats, cfg.repeats_review, cfg.repeat, out)
         res = answer_sequences(images, dets, probs['full'], probs['crop'], crops, categories, cfg.ensemble,
                                cfg.vote, cfg.count)
         for kind in KINDS: write_probs(probs[kind], out/PROBS[kind])

@@ -47,7 +47,7 @@ def _bad_rows(idx, bad:np.ndarray, source:str, field:str, what:str):
 def _as_counts(v, idx, source:str, field:str='count', integer:bool=True)->np.ndarray:
     "Values `v` (array or frame) as non-negative numbers (integers if `integer`); `idx` names rows in errors."
     df = pd.DataFrame(v)
-    if len(df.columns) and all(t.kind in 'iu' for t in df.dtypes): # whole numbers already: only the sign to check
+    if len(df.columns) and all(t.kind in 'iu' for t in df.dtypes): # whole numbers: only the sign to check
         a = df.to_numpy('int64')
         if (a < 0).any(): _bad_rows(idx, (a < 0).any(1), source, field, 'negative count')
         return a if integer else a.astype('float64')
@@ -290,7 +290,7 @@ def sequences_to_submit(images:pd.DataFrame, # images table: seq_id (and split)
     "The sequences to submit, in the order the test information lists their images."
     s = images['seq_id'].to_numpy(object)
     if split is not None and 'split' in images.columns: s = s[(images['split'] == split).to_numpy()]
-    return list(pd.unique(s[np.r_[True, s[1:] != s[:-1]]])) # a burst's frames are adjacent: drop repeats first
+    return list(pd.unique(s[np.r_[True, s[1:] != s[:-1]]])) # a burst's frames are adjacent: cheap first cut
 
 # %% ../nbs/08_metrics.ipynb #516bbc2c
 def counts_to_submission(counts:pd.DataFrame, # counts matrix (index seq_id)
@@ -387,7 +387,8 @@ _QUOTED = np.frombuffer(b',"\r\n', np.uint8) # bytes that make pandas quote a CS
 
 def _plain_ids(ids:pd.Series)->np.ndarray|None:
     "`ids` as NUL-padded ASCII bytes (a row each), or None where pandas would write one of them otherwise."
-    if not len(ids) or ids.isna().any() or pd.api.types.infer_dtype(ids, skipna=False) != 'string': return None
+    if not len(ids) or ids.isna().any(): return None
+    if pd.api.types.infer_dtype(ids, skipna=False) != 'string': return None
     try: b = ids.to_numpy(object).astype('S')
     except UnicodeEncodeError: return None
     u = b.view(np.uint8).reshape(len(b), -1)
@@ -421,7 +422,7 @@ def _write_int_csv(df:pd.DataFrame, dest, block:int=16*ROW_BLOCK)->Path:
     return Path(dest)
 
 def _check_blocks(sub:pd.DataFrame, source:str, block:int=16*ROW_BLOCK):
-    "`parse_submission` on blocks of rows (memory bounded by a block), then the check across blocks: no Id twice."
+    "`parse_submission` on blocks of rows (memory bounded by a block), then a check across them: no Id twice."
     for i in range(0, max(len(sub), 1), block):
         parse_submission(sub.iloc[i:i + block].astype({'Id': str}), source)
     if len(sub) > block: _check_ids(pd.Index(sub['Id'].astype(str)), source, 'Id')

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from matplotlib.figure import Figure
-from .core import atomic_path, log, write_csv
+from .core import DETECTOR_CONF, atomic_path, log, write_csv
 from .errors import (SEQ_RULES, cat_names, confusion_table, count_errors, count_pairs, name_of,
                                 sequence_labels, worst_sequences)
 from .frames import show_sequence
@@ -123,7 +123,7 @@ def plot_count_errors(pred_counts:pd.DataFrame, # predicted counts (seq_preds): 
 class ReportOpts:
     "What the report shows and how."
     n_worst:int=3 # sequences shown frame by frame
-    conf:float=.3 # draw detector boxes at or above this confidence
+    conf:float=DETECTOR_CONF # draw detector boxes at or above this confidence
     max_frames:int=6 # frames per worst sequence
     thumb:int=128 # tile size, pixels
     normalize:bool=True # confusion rows as shares of the true class

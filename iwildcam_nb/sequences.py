@@ -76,7 +76,8 @@ def _kahan_mean(x:np.ndarray, g:np.ndarray, n:int)->np.ndarray:
         c[c != c] = 0 # an infinite value: no compensation (as pandas)
         comp[gi], s[gi] = np.where(ok, c, comp[gi]), np.where(ok, t, s[gi])
         nobs[gi] += ok
-    with np.errstate(invalid='ignore', divide='ignore'): return np.where(nobs > 0, s/nobs.astype(x.dtype), np.nan)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(nobs > 0, s/nobs.astype(x.dtype), np.nan)
 
 def _block_mean(x:np.ndarray, g:np.ndarray, n:int, mono:bool, nan:bool)->np.ndarray:
     "Mean row per group `g` (0..n-1, sorted) of one block, by the kernel pandas would have used on the whole."
@@ -85,10 +86,11 @@ def _block_mean(x:np.ndarray, g:np.ndarray, n:int, mono:bool, nan:bool)->np.ndar
     return np.add.reduceat(x.astype(np.float64), st)/np.diff(np.r_[st, len(g)])[:, None]
 
 def _group_mean(a:np.ndarray, c:np.ndarray, rows:np.ndarray|None=None, block:int=ROW_BLOCK)->tuple:
-    "(codes present, mean of rows `rows` of `a` per code `c`): `groupby(c).mean()`'s numbers, by blocks of groups."
+    "(codes present, mean of rows `rows` of `a` per code `c`): `groupby(c).mean()`'s numbers, in blocks."
     rows = np.arange(len(c)) if rows is None else rows
     mono = bool((c[1:] >= c[:-1]).all())
-    nan = a.dtype.kind == 'f' and any(np.isnan(a[rows[i:i + block]]).any() for i in range(0, len(rows), block))
+    blocks = range(0, len(rows), block)
+    nan = a.dtype.kind == 'f' and any(np.isnan(a[rows[i:i + block]]).any() for i in blocks)
     o = np.arange(len(c)) if mono else np.argsort(c, kind='stable') # integer codes: a linear (radix) sort
     cs = c[o]
     u, first = np.unique(cs, return_index=True)
@@ -96,7 +98,8 @@ def _group_mean(a:np.ndarray, c:np.ndarray, rows:np.ndarray|None=None, block:int
     out = np.empty((len(u), a.shape[1]), np.float64 if mono and not nan else a.dtype)
     for b, (i, j) in enumerate(zip(edges[:-1], edges[1:])): # memory: one block of groups at a time
         ub = u[b*block:(b + 1)*block]
-        out[b*block:(b + 1)*block] = _block_mean(a[rows[o[i:j]]], np.searchsorted(ub, cs[i:j]), len(ub), mono, nan)
+        codes = np.searchsorted(ub, cs[i:j])
+        out[b*block:(b + 1)*block] = _block_mean(a[rows[o[i:j]]], codes, len(ub), mono, nan)
     return u, out
 
 def _mean_rows(probs:pd.DataFrame, c:np.ndarray, seqs:pd.Index, u:np.ndarray,
