@@ -206,9 +206,9 @@ def _print_repeats(out:Path):
     import pandas as pd
     path = out/'repeats.csv'
     if not path.is_file() or not len(t := pd.read_csv(path)): return
-    print(f"{len(t)} suspected repeat detections (the same box in {t.occurrences.min()}+ photos of a camera) "
-          f"at {t.camera.nunique()} cameras: check {path}, set keep to yes for real animals, pass it as "
-          "--repeats_review")
+    print(f"suspected repeat detections: {t.occurrences.sum()} boxes at {len(t)} place(s) boxed again and again "
+          f"({t.camera.nunique()} camera(s)), listed in {path}; set keep to yes where it is a real animal and "
+          "pass the list as --repeats_review, or run with --repeats drop")
 
 _TIME_SOURCE = Param("without --annotations: 'exif' (DateTimeOriginal, else the file time) or 'file'", str,
                      choices=['exif', 'file'])

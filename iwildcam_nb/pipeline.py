@@ -236,7 +236,9 @@ def answer_sequences(images:pd.DataFrame, # the photos to answer (with seq_id)
                     )->Answers:
     "Ensemble, decide and count: the one answer chain of `run` and of `predict` on new photos."
     ok = images[images.image_id.isin(full.index)] # a photo that failed to prepare or predict has no probs
-    crops = crops[crops.crop_id.isin(crop.index) & _boxes_in(crops, dets)] # a dropped box's crop is not used
+    keep = crops.crop_id.isin(crop.index) & crops.image_id.isin(ok.image_id) & _boxes_in(crops, dets)
+    crops = crops[keep] # a crop of a photo without full probs, or of a dropped box, is not used
+    crop = crop[crop.index.isin(crops.crop_id)]
     probs, source = ensemble_probs(full, crop, crops, class_vocab(categories), ensemble, ok)
     preds = label_images(probs, ok, source)
     seq = predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, categories, probs, crop, crops,

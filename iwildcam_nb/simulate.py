@@ -35,6 +35,10 @@ class DetectorSim:
     split_area:float=.04 # ... where large means at least this fraction of the image
     merge_prob:float=.5 # chance that two overlapping animals come out as one box
     merge_iou:float=.1 # ... where overlapping means at least this IoU
+    rock_split:str|None='test' # the first camera of this split has a rock boxed in every frame; None: no rock
+    rock_box:tuple=(.66, .66, .09, .07) # the rock: x, y, w, h as fractions of the frame
+    rock_conf:tuple=(.35, .6) # the rock's confidence: above the trusted cut, as real repeats often are
+    def __post_init__(self): self.rock_box, self.rock_conf = tuple(self.rock_box), tuple(self.rock_conf) # JSON
 
 # %% ../nbs/01d_simulate.ipynb #ff4755bc
 @dataclass
@@ -456,6 +460,27 @@ def simulate_md(vis:list, # visible individuals of one frame (as `render_frame` 
     return sorted(dets, key=lambda d: -d['conf'])
 
 # %% ../nbs/01d_simulate.ipynb #ee39ab13
+def _rock_here(p:SeqPlan, c:SampleConfig)->bool:
+    "Whether the sequence is at the camera with the rock (`DetectorSim.rock_split`)."
+    return c.md.rock_split is not None and p.loc == (0 if c.md.rock_split == 'train' else c.n_train_locations)
+
+def _paint_rock(img:np.ndarray, box:tuple, light:float, night:bool):
+    "A grey, top-lit boulder drawn into `img` (in place) where `box` is; neutral grey at night (infrared)."
+    h, w = img.shape[:2]
+    x, y, bw, bh = box
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = (xx + .5 - w*(x + bw/2))/(w*bw/2), (yy + .5 - h*(y + bh/2))/(h*bh/2)
+    inside = u**2 + v**2 <= 1
+    shade = np.clip((118 - 40*v[inside])*min(light, 1.2), 0, 255)[:, None]
+    img[inside] = (shade*np.array([1., 1., 1.] if night else [1., .97, .9])).astype(np.uint8)
+
+def _rock_box(rng, md:DetectorSim, width:int, height:int)->dict:
+    "The detector's box on the rock: the same place give or take a fraction of a pixel, conf in `rock_conf`."
+    x, y, w, h = md.rock_box
+    dx, dy = rng.normal(0, .1, 2)/(width, height) # a detector's boxes on a still object barely move
+    return dict(category='1', conf=round(float(rng.uniform(*md.rock_conf)), 3),
+                bbox=[round(x + dx, 4), round(y + dy, 4), w, h])
+
 def render_sequence(p:SeqPlan, # the planned sequence
                     loc:Location, # its location
                     c:SampleConfig, # configuration
@@ -464,13 +489,17 @@ def render_sequence(p:SeqPlan, # the planned sequence
     "Frames of one sequence as (uint8 image, visible individuals, MegaDetector detections)."
     rng,mdr = np.random.default_rng([seed, 3, p.loc, p.k]), np.random.default_rng([seed, 6, p.loc, p.k])
     amp,ph = c.width*(.03 if p.trigger == 'wind' else .004), rng.uniform(0, 2*math.pi)
-    out = []
+    rock, rock_rng, out = _rock_here(p, c), np.random.default_rng([seed, 9, p.loc, p.k]), []
     for t in range(p.n_frames):
         ramp = p.trigger == 'light'
         light = p.light*(.75 + .45*t/max(1, p.n_frames-1) if ramp else 1 + rng.normal(0, .01))
         sway = round(amp*math.sin(ph + 1.7*t))
         img,vis = render_frame(loc, p.individuals, t, c, rng, light, sway, p.night)
-        out.append((img, vis, simulate_md(vis, mdr, c.md, p.trigger != 'animal')))
+        dets = simulate_md(vis, mdr, c.md, p.trigger != 'animal')
+        if rock:
+            _paint_rock(img, c.md.rock_box, light, p.night)
+            dets = sorted(dets + [_rock_box(rock_rng, c.md, c.width, c.height)], key=lambda d: -d['conf'])
+        out.append((img, vis, dets))
     return out
 
 # %% ../nbs/01d_simulate.ipynb #b28110f4

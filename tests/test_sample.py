@@ -139,12 +139,12 @@ def test_bad_config_is_refused():
 
 # ---------------------------------------------------------------- supplements: GPS, taxonomy, iNat-like close-ups
 
-CAMERA_MD5 = { # the camera data of the `tiny` fixture (seed 3), as written before the supplements existed (commit 4fac225)
-    'metadata/iwildcam2021_megadetector_results.json': '5e22a24eda686b907e7cba7be5e28b71',
+CAMERA_MD5 = { # the camera data of the `tiny` fixture (seed 3): as at commit 4fac225, plus the test camera's rock (renewed on purpose)
+    'metadata/iwildcam2021_megadetector_results.json': '4741e42b0ab7687163fa47e4840e239f',
     'metadata/iwildcam2021_test_information.json': '6b75b8e6bd1036b771f342f0b9cb5d21',
     'metadata/iwildcam2021_train_annotations.json': '8ab3615b6a5276d7d39cc8f2d750cac8',
     'metadata/sample_boxes.csv': '0ad895d4fab4f9762a8e48fac05d537f',
-    'metadata/sample_info.json': 'f86da535dbb2326b9725bdfc032d9f24',
+    'metadata/sample_info.json': 'a4d7aa0f4185d93827f6d7f3e0d0f6a2',
     'metadata/sample_sequence_counts.csv': '9c9866159d2af1be01fde671caa28595',
     'metadata/sample_test_labels.json': '408192eafa9e24270523f87e19aaa783'}
 
