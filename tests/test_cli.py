@@ -207,3 +207,17 @@ def test_run_into_a_held_folder_is_refused(tiny, tmp_path):
     assert r.returncode == 2 and r.stderr.startswith('error: ') and 'Traceback' not in r.stderr, r.stderr
     assert 'in use by process' in r.stderr and 'the first run' in r.stderr
     assert not (tmp_path/'o'/'.steps.json').exists()
+
+def test_compare_with_another_tools_file(demo_out, tmp_path):
+    "`compare` against the demo's own SpeciesNet file agrees everywhere; a broken file is one `error:` line."
+    out, _ = demo_out
+    test_json = out/'data'/'metadata'/'iwildcam2021_test_information.json'
+    r = iwn('compare', '--ours', out, '--theirs', out/'speciesnet_predictions.json', '--annotations', test_json,
+            '--out', tmp_path/'c')
+    assert r.returncode == 0, r.stderr
+    n = json.loads(test_json.read_text())['images']
+    assert f"sequences: {len({im['seq_id'] for im in n})} of {len({im['seq_id'] for im in n})} answered alike" in r.stdout
+    assert pd.read_csv(tmp_path/'c'/'compare_species.csv').agreement.min() == 1.0
+    (tmp_path/'bad.json').write_text('{"predictions": [{"filepath": 3}]}')
+    r = iwn('compare', '--ours', out, '--theirs', tmp_path/'bad.json', '--out', tmp_path/'d')
+    assert r.returncode == 2 and r.stderr.startswith('error: ') and 'bad.json' in r.stderr, r.stderr
