@@ -299,6 +299,8 @@ def run(train_json:_TRAIN_JSON=None,
         out:str='run_out', # output folder (a rerun resumes)
         test_labels:str=None, # COCO file with the test images' labels: adds an evaluation
         test_counts:str=None, # true counts per test sequence: adds an evaluation
+        taxonomy:str=None, # taxonomy table (CSV, COCO categories, SpeciesNet labels): adds SpeciesNet's rules
+        gps:str=None, # camera coordinates (gps_locations.json): adds the geofence and the place prior
         quick:bool=False, # the CPU recipe: EfficientNet-Lite0 at 224 px, strategy auto (not the seed's)
         weights:str=None, # local pretrained weights file for the backbone
         max_boxes:int=100, # boxes kept per photo, the most confident (as MegaDetector's iWildCam files)
@@ -310,7 +312,8 @@ def run(train_json:_TRAIN_JSON=None,
        ):
     "Run every stage (prepare, train both models, predict, ensemble, vote, count, submissions) into OUT."
     from iwildcam_nb.pipeline import Inputs, RunConfig, quick_config
-    inp = Inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts)
+    inp = Inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts,
+                 taxonomy, gps)
     _json_limit(max_json_mb)
     limits = dict(weights=weights, max_boxes_per_image=max_boxes, max_pixels=_pixels(max_megapixels),
                   repeats=repeats, repeats_review=repeats_review)
@@ -332,6 +335,7 @@ def _run_held(inp, out:Path, cfg, quiet:bool=False):
     _section('measured against the truth (held-out locations)')
     ev = evaluate(inp, out, cfg)
     print(ev.to_string(index=False, float_format='%.3f'))
+    ev = _place_table(inp, out, cfg, ev, quiet)
     write_csv(ev, out/'evaluation.csv')
     make_report(inp, out, cfg)
     _section('summary: what the run submits, scored')
@@ -355,6 +359,16 @@ _OUTPUTS = ('submission_2021.csv', 'submission_2020.csv', 'megadetector_classifi
 def _print_files(out:Path):
     "The output files a run made, one per line."
     print('\nwrote:\n' + '\n'.join(f'  {out/f}' for f in _OUTPUTS if (out/f).exists()))
+
+def _place_table(inp, out:Path, cfg, ev, quiet:bool=False):
+    "`ev` with the taxonomy and place rows (`place.place_rows`), printed, when the data has both inputs."
+    import pandas as pd
+    from iwildcam_nb.place import place_rows
+    if inp.taxonomy is None or inp.gps is None: return ev
+    _section('taxonomy and place, beside the run (held-out locations)')
+    pr = place_rows(inp, out, cfg, show_progress=False if quiet else None)
+    print(pr.to_string(index=False, float_format='%.3f'))
+    return pd.concat([ev, pr], ignore_index=True)
 
 # %% ../nbs/10_cli.ipynb #112a0d92
 def score(submission:str, # submission CSV (iWildCam 2021 counts or 2020 labels)

@@ -12,8 +12,8 @@ from .photos import list_images
 from .megadetector import MegaDetectorResults, read_megadetector
 
 # %% auto #0
-__all__ = ['DEFAULT_DETECTOR', 'MIN_CONF', 'EXTRA', 'DetectorUnavailable', 'require_megadetector', 'resolve_weights',
-           'make_tiny_detector', 'detect_folder', 'check_md_file']
+__all__ = ['DEFAULT_DETECTOR', 'MIN_CONF', 'EXTRA', 'DetectorUnavailable', 'import_megadetector', 'require_megadetector',
+           'resolve_weights', 'make_tiny_detector', 'detect_folder', 'check_md_file']
 
 # %% ../nbs/03d_detect.ipynb #b3872ec1
 DEFAULT_DETECTOR = 'MDV5A' # MegaDetector's own default, and the model that made iWildCam's boxes
@@ -24,10 +24,11 @@ class DetectorUnavailable(InputError):
     "The detector cannot run here (package, model code or weights missing); the message says what to do."
 
 # %% ../nbs/03d_detect.ipynb #1c69203a
-def require_megadetector():
-    "MegaDetector's batch module (`run_detector_batch`), or `DetectorUnavailable` saying how to install it."
+def import_megadetector(module:str='megadetector.detection.run_detector_batch', # a module of the package
+                       ):
+    "A module of the `megadetector` package, Pillow's state kept, or `DetectorUnavailable` naming the extra."
     try:
-        with _pil_kept(): return importlib.import_module('megadetector.detection.run_detector_batch')
+        with _pil_kept(): return importlib.import_module(module)
     except ImportError as e:
         raise DetectorUnavailable('megadetector', 'package', f'not installed ({e}): {EXTRA}') from None
 
@@ -54,6 +55,11 @@ def _quiet(show_progress:bool=False):
     finally:
         ul.setLevel(level)
         if out.getvalue().strip(): log.debug(out.getvalue().rstrip())
+
+# %% ../nbs/03d_detect.ipynb #987561d8
+def require_megadetector():
+    "MegaDetector's batch module (`run_detector_batch`), or `DetectorUnavailable` saying how to install it."
+    return import_megadetector()
 
 # %% ../nbs/03d_detect.ipynb #a84247e2
 def _names(rd)->list[str]:

@@ -24,7 +24,7 @@ from . import metrics
 __all__ = ['MAX_BOXES_PER_IMAGE', 'REPEATS', 'REPEAT_MODES', 'PROBS', 'Inputs', 'sample_inputs', 'cap_boxes', 'Tables',
            'load_inputs', 'handle_repeats', 'RunConfig', 'quick_config', 'StepRecord', 'prepare', 'train_models',
            'predict_test', 'Answers', 'answer_sequences', 'write_answers', 'aggregate', 'run', 'RunOutputs',
-           'image_table', 'evaluate', 'scores_summary', 'make_report']
+           'image_table', 'heldout_camera_probs', 'evaluate', 'scores_summary', 'make_report']
 
 # %% ../nbs/09a_pipeline.ipynb #b3127f7b
 @dataclass
@@ -37,6 +37,8 @@ class Inputs:
     test_images:Path # folder of the test photos
     test_labels:Path|None = None # optional: COCO file of the test images' true labels, for scores per image
     test_counts:Path|None = None # optional: true counts per test sequence, for scores per sequence
+    taxonomy:Path|None = None # optional: taxonomy table (CSV, COCO categories or SpeciesNet labels)
+    gps:Path|None = None # optional: camera coordinates (iWildCam's gps_locations.json)
 
     def __post_init__(self):
         for k,v in asdict(self).items():
@@ -49,7 +51,7 @@ def sample_inputs(data, # a folder written by `make_sample` (or `iwildcam-nb sam
     from iwildcam_nb.sample import SAMPLE_FILES
     d, f = Path(data), SAMPLE_FILES
     return Inputs(d/f['train'], d/f['test'], d/f['megadetector'], d/'train', d/'test', d/f['test_labels'],
-                  d/f['counts'])
+                  d/f['counts'], d/f['taxonomy'], d/f['gps'])
 
 # %% ../nbs/09a_pipeline.ipynb #3708050c
 MAX_BOXES_PER_IMAGE = 100 # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep 100)
@@ -316,7 +318,7 @@ _STEPS = ('prepare', 'train full', 'train crop', 'predict full', 'predict crop',
 def _inputs_key(inp:Inputs)->dict:
     "What identifies a run's data: each path, and each JSON file's size and modification time."
     key = {k: str(Path(v).resolve()) for k,v in asdict(inp).items()
-           if v is not None and k not in ('test_labels', 'test_counts')}
+           if v is not None and k not in ('test_labels', 'test_counts', 'taxonomy', 'gps')}
     for k in ('train_json', 'test_json', 'megadetector'):
         if (p := Path(getattr(inp, k))).exists(): key[k] += f' {p.stat().st_size} {p.stat().st_mtime_ns}'
     return key
@@ -406,6 +408,22 @@ def image_table(t:Tables, # the data set's tables
     ens2 = ensemble_probs(r.full, r.crop, r.crops, vocab, alt, test)[0]
     return {'full model': lab(r.full), 'crop model (no crop: empty)': crop_img, 'ensemble': lab(r.ens),
             f'ensemble, no_crop={alt.no_crop!r}': lab(ens2)}
+
+# %% ../nbs/09a_pipeline.ipynb #b2dea4cc
+def heldout_camera_probs(t:Tables, # the data set's tables
+                         out, # the output folder of a finished `run`
+                         cfg:RunConfig|None=None, # the run's options
+                         show_progress:bool|None=None, # progress bar; None = only on a terminal
+                        )->pd.DataFrame: # probs: one row per held-out training photo, one column per class
+    "The full model's probabilities on the training photos of the cameras its validation split held out."
+    from iwildcam_nb.models import training_items
+    from iwildcam_nb.predict import model_probs
+    cfg, out, vocab = cfg or RunConfig(), Path(out), class_vocab(t.categories)
+    folder = out/'resized'/'train'
+    items = training_items('full', t.images, t.labels, vocab, folder, _recipe_for('full', cfg))
+    ims = t.images[t.images.image_id.isin(items.image_id[items.is_valid])]
+    if ims.empty: return pd.DataFrame(columns=vocab, index=pd.Index([], name='image_id'), dtype=float)
+    return model_probs(out/'models'/'full', folder, images=ims, tta=cfg.tta, show_progress=show_progress)
 
 # %% ../nbs/09a_pipeline.ipynb #e7f3b486
 def evaluate(inp:Inputs, # a data set whose truth is known

@@ -159,6 +159,21 @@ def test_demo_end_to_end(demo_out):
     assert s['count: tracks'] < s['always zero'] # counting beats the trivial baseline
     assert s['crop model (no crop: empty)'] > 0.5 # 6 classes: chance is 0.17
 
+def test_demo_scores_taxonomy_and_place(demo_out):
+    "The demo's evaluation has the place rows, and their `as run` rows are the run's own scores."
+    out, stdout = demo_out
+    ev = pd.read_csv(out/'evaluation.csv')
+    assert 'taxonomy and place' in stdout
+    get = lambda measure, method: ev.score[(ev.measure == measure) & (ev.method == method)].item()
+    assert get('image accuracy', 'as run') == get('image accuracy', 'ensemble')
+    assert get('MCRMSE (lower is better)', 'as run') == get('MCRMSE (lower is better)', 'count: linked')
+    for start in ('geofence from training', 'location + time prior, weight', 'SpeciesNet rules (rollup 0.65)',
+                  'SpeciesNet rules (rollup 0.65) + geofence + sequence smoothing'):
+        assert ev.method.str.startswith(start).any(), start
+    right = ev[ev.measure == 'image answers right at their level'].set_index('method').score
+    exact = ev[(ev.measure == 'image accuracy') & ev.method.isin(right.index)].set_index('method').score
+    assert (right >= exact.reindex(right.index) - 1e-12).all() # a rollup can only add right answers
+
 def test_demo_rerun_skips_every_step(demo_out):
     out, _ = demo_out
     r2 = iwn('demo', '--out', out, '--quiet') # a rerun reuses the data set and every finished step
