@@ -19,6 +19,8 @@ min_python = cfg['min_python']
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 detect_requirements = shlex.split(cfg.get('detect_requirements', ''))
+cluster_requirements = shlex.split(cfg.get('cluster_requirements', ''))
+parquet_requirements = shlex.split(cfg.get('parquet_requirements', ''))
 console_scripts = cfg.get('console_scripts', '').split()
 
 setuptools.setup(
@@ -33,7 +35,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['iwildcam_nb', 'iwildcam_nb.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'detect': detect_requirements},
+    extras_require={'dev': dev_requirements, 'detect': detect_requirements, 'cluster': cluster_requirements, 'parquet': parquet_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

@@ -15,6 +15,11 @@ t(2x)/t(1x) and t(4x)/t(1x) (linear: about 2 and 4), and a verdict against the g
 the 1x, 2x and 4x sets at once takes about 6-7 GB; 'peak GB over inputs' is what the stages add on top of their
 input tables (resident memory sampled every 5 ms during a round, minus that before it). For memory at one scale
 alone run e.g. `--scales 4`; benchmarks/bench_scale.py streams 10M photos through the same stages in chunks.
+The stages run their per-sequence work in blocks of whole sequences (`iwildcam_nb.sequences.SEQ_BLOCK` rows,
+`--seq-block` to change it); in the first round the smallest scale is also run unblocked and every output compared
+with the blocked one (`--no-check-blocks` skips that). pandas 3 stores text columns with pyarrow when it is
+installed, which changes the timings: `--strings python` (or `pyarrow`) fixes the storage, and the first line says
+which one is used.
 """
 import argparse, os, resource, tempfile, threading, time
 from pathlib import Path
@@ -166,24 +171,37 @@ def timed(fn)->tuple:
     out = fn()
     return time.perf_counter() - w, time.process_time() - c, out
 
-def run_stages(d:dict, votes:list, rules:list, out:Path)->tuple:
-    "One round: ({stage: (wall s, CPU s)}, seq_preds of the pipeline: first vote, first rule) on set `d`."
+def run_stages(d:dict, votes:list, rules:list, out:Path|None)->tuple:
+    "One round: ({stage: (wall s, CPU s)}, the stages' outputs by stage name) on set `d`; no writes if `out` is None."
     from iwildcam_nb.sequences import VoteConfig, decide_sequences
     from iwildcam_nb.counts import CountConfig, count_sequences
     from iwildcam_nb.metrics import sequences_to_submit, submission_2021, submission_2020, seq_pred_labels, write_submission
     from iwildcam_nb.vocab import class_vocab
-    t, seq, sp = {}, {}, {}
-    def run(k, fn): *t[k], res = timed(fn); return res
+    t, res = {}, {}
+    def run(k, fn): *t[k], res[k] = timed(fn); return res[k]
     for v in votes:
-        seq[v] = run(f'vote:{v}', lambda: decide_sequences(d['preds'], d['dets'], d['images'], d['categories'], d['probs'], VoteConfig(rule=v)))
+        run(f'vote:{v}', lambda: decide_sequences(d['preds'], d['dets'], d['images'], d['categories'], d['probs'], VoteConfig(rule=v)))
     for r in rules:
-        sp[r] = run(f'count:{r}', lambda: count_sequences(seq[votes[0]], d['dets'], d['images'], d['categories'], d['crop_probs'], d['crops'], CountConfig(rule=r)))
-    species = class_vocab(d['categories'])
-    s21 = run('submission 2021', lambda: submission_2021(sp[rules[0]], sequences_to_submit(d['images']), species))
-    s20 = run('submission 2020', lambda: submission_2020(seq_pred_labels(sp[rules[0]]), d['images']))
-    run('write 2021', lambda: write_submission(s21, out/'submission_2021.csv'))
-    run('write 2020', lambda: write_submission(s20, out/'submission_2020.csv'))
-    return t, sp[rules[0]]
+        run(f'count:{r}', lambda: count_sequences(res[f'vote:{votes[0]}'], d['dets'], d['images'], d['categories'], d['crop_probs'], d['crops'], CountConfig(rule=r)))
+    species, sp = class_vocab(d['categories']), res[f'count:{rules[0]}']
+    s21 = run('submission 2021', lambda: submission_2021(sp, sequences_to_submit(d['images']), species))
+    s20 = run('submission 2020', lambda: submission_2020(seq_pred_labels(sp), d['images']))
+    if out is not None:
+        run('write 2021', lambda: write_submission(s21, out/'submission_2021.csv'))
+        run('write 2020', lambda: write_submission(s20, out/'submission_2020.csv'))
+    return t, res
+
+def same_as_unblocked(d:dict, votes:list, rules:list)->str:
+    "Stop unless every stage's output on `d` is the same with blocks of `SEQ_BLOCK` rows and without blocks."
+    import iwildcam_nb.sequences as S
+    from unittest import mock
+    blocked = run_stages(d, votes, rules, None)[1]
+    with mock.patch.object(S, 'SEQ_BLOCK', 1 << 62): whole = run_stages(d, votes, rules, None)[1]
+    for k, v in blocked.items():
+        try: pd.testing.assert_frame_equal(v, whole[k], check_exact=True)
+        except AssertionError as e: raise SystemExit(f'{k}: blocked and unblocked outputs differ: {e}') from None
+    return (f'outputs with blocks of {S.SEQ_BLOCK:,} rows ({-(-len(d["images"])//S.SEQ_BLOCK)} blocks of photos) '
+            f'identical to unblocked for {", ".join(blocked)}')
 
 def check_output(sp:pd.DataFrame, d:dict):
     "Stop unless seq_preds covers every sequence once per category, with counts >= 0 and empty sequences (0, 0)."
@@ -224,6 +242,11 @@ def load()->str:
     "The 1-minute load average against the cores (the machine is shared)."
     return f'load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores'
 
+def _has_arrow()->bool:
+    "Whether pyarrow can be imported (then pandas 3 stores text columns with it unless told otherwise)."
+    import importlib.util
+    return importlib.util.find_spec('pyarrow') is not None
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--scales', default='1,2,4', help='comma-separated multiples of the iWildCam 2021 test set')
@@ -233,7 +256,17 @@ def parse_args():
     p.add_argument('--fraction', type=float, default=1.0, help='size of scale 1 as a fraction of the iWildCam 2021 test set (tests use 0.01)')
     p.add_argument('--goal', type=float, default=10.0, help='seconds allowed for the pipeline at scale 1')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--strings', choices=('auto', 'python', 'pyarrow'), default='auto',
+                   help="pandas' storage of text columns (pandas 3 picks pyarrow when it is installed): 'auto' keeps that")
+    p.add_argument('--seq-block', type=int, default=None,
+                   help='rows per block of whole sequences in the stages (iwildcam_nb.sequences.SEQ_BLOCK); default: the package\'s')
+    p.add_argument('--no-check-blocks', dest='check_blocks', action='store_false',
+                   help='skip comparing the blocked stages with unblocked ones at the smallest scale')
     a = p.parse_args()
+    if a.strings != 'auto': pd.set_option('mode.string_storage', a.strings)
+    if a.seq_block is not None:
+        import iwildcam_nb.sequences
+        iwildcam_nb.sequences.SEQ_BLOCK = a.seq_block
     from iwildcam_nb.sequences import VOTE_RULES
     from iwildcam_nb.counts import COUNT_RULES, CountConfig
     a.scales = [float(s) for s in a.scales.split(',')]
@@ -261,9 +294,10 @@ def bench(sets:dict, a)->dict:
     for i in range(a.repeat):
         for s, d in sets.items():
             base = rss_gb() # the sets themselves: what the stages add comes on top
-            with tempfile.TemporaryDirectory() as out, PeakRSS() as pk: t, sp = run_stages(d, a.votes, a.rules, Path(out))
+            with tempfile.TemporaryDirectory() as out, PeakRSS() as pk: t, res = run_stages(d, a.votes, a.rules, Path(out))
             extra[s] = max(extra[s], pk.peak - base)
-            if i == 0: check_output(sp, d)
+            if i == 0: check_output(res[f'count:{a.rules[0]}'], d)
+            if i == 0 and s == min(sets) and a.check_blocks: print(same_as_unblocked(d, a.votes, a.rules), flush=True)
             for k, (w, c) in t.items(): best[s][k] = min(best[s].get(k, (w, c)), (w, c))
             print(f'round {i + 1}, {s:g}x: pipeline {totals({k: w for k, (w, c) in t.items()}, a.votes, a.rules)[0]:.2f} s; {load()}', flush=True)
     res = {}
@@ -275,7 +309,9 @@ def bench(sets:dict, a)->dict:
 
 def main():
     a = parse_args()
-    print(f'{load()} before generating', flush=True)
+    from iwildcam_nb.sequences import SEQ_BLOCK
+    print(f'{load()} before generating; text columns stored by {pd.options.mode.string_storage!r} '
+          f'(pyarrow installed: {_has_arrow()}); SEQ_BLOCK {SEQ_BLOCK:,}', flush=True)
     sets = generate(a.scales, a.fraction, a.seed)
     res = bench(sets, a); del sets
     print(f'\nbest of {a.repeat} rounds (the scales take turns in each round; seq_preds checked); wall seconds;\n'

@@ -1,6 +1,7 @@
 """Time `iwildcam-nb predict` stage by stage on real full-resolution camera-trap photos, and what checkpointing costs.
 
 Usage: python benchmarks/bench_predict.py [--photos DIR] [--arch tf_efficientnet_lite0] [--boxes 2] [--small 4] [--large 64]
+       python benchmarks/bench_predict.py --processes 2 [--copies 4] [--small 4]
 
 The photos are ../shared/data/fullres_cct (39 iWildCam 2019 frames, 2048x1494, no EXIF, no MegaDetector file), so a
 MegaDetector file is made up for them (seeded: --boxes boxes per photo, conf 0.2-1.0). The two models are the quick
@@ -10,8 +11,15 @@ reading photo headers and EXIF (folder mode), the MegaDetector file, resizing an
 predictions with TTA, and the answers with every output file. The prediction stage runs twice on fresh folders, with
 checkpoints of --small and of --large photos: the ratio of the two times is what small checkpoints cost. Prints
 photos/s per stage and the ratio; a ratio near 1 means checkpoints are cheap enough to keep small.
+
+With --processes N (issue 17) it times `iwildcam-nb predict` itself instead: the same photos (--copies links of
+each, one camera folder per copy, to have enough checkpoints) predicted by one process, by one process with N
+threads, and by N processes under `accelerate launch --multi_gpu` (gloo on CPUs), each into a fresh output folder
+holding the same finished resize/crop cache, so that the difference is the prediction. It prints the command's
+wall time and the prediction stage's (the checkpoints' manifest to the last checkpoint written), the speed-up of N
+processes over one, and whether the outputs are byte-identical.
 """
-import argparse, json, os, tempfile, time
+import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 
@@ -51,6 +59,60 @@ def timed(fn):
     t0 = time.perf_counter(); out = fn()
     return out, time.perf_counter() - t0
 
+OUTPUTS = ('sequences.csv', 'submission_2021.csv', 'submission_2020.csv', 'failures.csv', 'preds/image_preds.csv',
+           'preds/seq_preds.csv', 'preds/full_probs.csv', 'preds/crop_probs.csv', 'speciesnet_predictions.json')
+
+def linked_photos(photos:Path, dest:Path, copies:int)->Path:
+    "`copies` camera folders in `dest`, each linking every photo of `photos`."
+    from iwildcam_nb.photos import list_images
+    for c in range(copies):
+        (dest/f'cam_{c}').mkdir(parents=True)
+        for f in list_images(photos): os.symlink(photos/f, dest/f'cam_{c}'/Path(f).name)
+    return dest
+
+def launch(n:int)->list:
+    "The command prefix that runs the CLI in `n` processes (plain python for one)."
+    if n == 1: return [sys.executable, '-m', 'iwildcam_nb.cli']
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    return [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', str(n), '--num_machines',
+            '1', '--main_process_port', str(port), '--mixed_precision', 'no', '--dynamo_backend', 'no', '-m', 'iwildcam_nb.cli']
+
+def timed_predict(n:int, threads:int, args:list, warm:Path, out:Path)->tuple:
+    "Wall seconds of the command and of its prediction stage, `n` processes of `threads` threads, on `warm`'s cache."
+    shutil.copytree(warm/'cache', out/'cache', symlinks=True)
+    env = {**os.environ, 'OMP_NUM_THREADS': str(threads)}
+    t0 = time.time()
+    r = subprocess.run([*launch(n), 'predict', *args, '--out', str(out)], capture_output=True, text=True, env=env)
+    wall = time.time() - t0
+    if r.returncode: raise SystemExit(r.stderr[-3000:])
+    ck = out/'checkpoints'
+    stage = max(p.stat().st_mtime for p in ck.glob('part_*.npz')) - (ck/'manifest.json').stat().st_mtime
+    return wall, stage
+
+def processes_speedup(a, photos:Path, tmp:Path):
+    "Time `predict` on one process, one process of N threads, and N processes; print the speed-up and byte identity."
+    from iwildcam_nb.photos import list_images
+    cards = linked_photos(photos, tmp/'cards', a.copies)
+    md = fake_megadetector(list_images(cards), tmp/'md.json', a.boxes)
+    print(f'training two {a.arch} models for one epoch on the embedded data set (not timed)...', flush=True)
+    models = train_models(tmp, a.arch)
+    args = ['--images', str(cards), '--detections', str(md), '--models', str(models), '--quiet',
+            '--checkpoint_every', str(a.small)]
+    r = subprocess.run([*launch(1), 'predict', *args, '--out', str(tmp/'warm')], capture_output=True, text=True)
+    if r.returncode: raise SystemExit(r.stderr[-3000:])
+    n_ck = len(list((tmp/'warm'/'checkpoints').glob('part_*.npz')))
+    runs = {(1, 1): None, (1, a.processes): None, (a.processes, 1): None}
+    for n, th in runs: runs[n, th] = timed_predict(n, th, args, tmp/'warm', tmp/f'out_{n}x{th}')
+    print(f'\n{len(list_images(cards))} photos ({a.copies} links of each of {photos.name}), {n_ck} checkpoints of '
+          f'{a.small}, {a.arch} at 64 px with TTA, machine: {os.cpu_count()} cores (shared: other jobs may run)')
+    print(f'{"run":<34}{"command s":>10}{"predict s":>10}')
+    for (n, th), (wall, stage) in runs.items(): print(f'{f"{n} process(es) x {th} thread(s)":<34}{wall:>10.1f}{stage:>10.1f}')
+    (w1, s1), (wn, sn), (_, st) = runs[1, 1], runs[a.processes, 1], runs[1, a.processes]
+    print(f'\n{a.processes} processes vs 1: {s1/sn:.2f}x the prediction stage, {w1/wn:.2f}x the whole command; '
+          f'1 process of {a.processes} threads vs 1: {s1/st:.2f}x')
+    same = all((tmp/'out_1x1'/f).read_bytes() == (tmp/f'out_{a.processes}x1'/f).read_bytes() for f in OUTPUTS)
+    print(f'outputs of {a.processes} processes byte-identical to one process: {same}')
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--photos', default=str(ROOT.parent/'shared'/'data'/'fullres_cct'))
@@ -58,6 +120,8 @@ def main():
     p.add_argument('--boxes', type=int, default=2)
     p.add_argument('--small', type=int, default=4)
     p.add_argument('--large', type=int, default=64)
+    p.add_argument('--processes', type=int, default=0, help='time predict on 1 vs this many processes instead')
+    p.add_argument('--copies', type=int, default=4, help='with --processes: links of each photo, one camera per copy')
     a = p.parse_args()
     import torch; torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
     from iwildcam_nb import infer
@@ -65,6 +129,7 @@ def main():
     photos = Path(a.photos)
     if not photos.is_dir(): raise SystemExit(f'{photos} not found (the real photos live in ../shared, outside the repo)')
     tmp = Path(tempfile.mkdtemp())
+    if a.processes: return processes_speedup(a, photos, tmp)
     md = fake_megadetector(list_images(photos), tmp/'md.json', a.boxes)
     print(f'training two {a.arch} models for one epoch on the embedded data set (not timed)...', flush=True)
     models = train_models(tmp, a.arch)

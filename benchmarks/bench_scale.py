@@ -15,6 +15,7 @@ import argparse, os, resource, shutil, tempfile, time
 from pathlib import Path
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
+import pandas as pd
 from bench_aggregate import BASE, make_set, rss_gb
 
 def aggregate(d:dict, out:Path, first:bool)->tuple:
@@ -41,12 +42,17 @@ def main():
     p.add_argument('--photos', type=int, default=10_000_000, help='photos in all')
     p.add_argument('--chunk', type=int, default=BASE['n_images'], help='photos per chunk (a multiple of the 2021 test set shape)')
     p.add_argument('--out', default=None, help='folder for the two submission files (default: a temporary one, removed)')
+    p.add_argument('--strings', choices=('auto', 'python', 'pyarrow'), default='auto',
+                   help="pandas' storage of text columns (pandas 3 picks pyarrow when it is installed): 'auto' keeps that")
     a = p.parse_args()
+    if a.strings != 'auto': pd.set_option('mode.string_storage', a.strings)
+    from iwildcam_nb.sequences import SEQ_BLOCK
     out = Path(a.out or tempfile.mkdtemp(prefix='bench_scale_')); out.mkdir(parents=True, exist_ok=True)
     for f in out.glob('submission_*.csv'): f.unlink()
     n_chunks = -(-a.photos//a.chunk)
     done, wall, cpu, gen, rates = 0, 0., 0., 0., []
-    print(f'{a.photos:,} photos in {n_chunks} chunks of {a.chunk:,}; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores', flush=True)
+    print(f'{a.photos:,} photos in {n_chunks} chunks of {a.chunk:,}; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; '
+          f'text columns stored by {pd.options.mode.string_storage!r}; SEQ_BLOCK {SEQ_BLOCK:,}', flush=True)
     for i in range(n_chunks):
         t0 = time.perf_counter()
         d = make_set(min(a.chunk, a.photos - done)/BASE['n_images'], seed=i)

@@ -4,9 +4,11 @@
 
 # %% ../nbs/08b_camtrapdp.ipynb #50b65682
 from __future__ import annotations
-import json, mimetypes, re
+import io, json, mimetypes, re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from zoneinfo import ZoneInfo
 import numpy as np, pandas as pd
@@ -19,109 +21,46 @@ from .sequences import special_ids
 from .outputs import CLASSIFIER_NAME, DECIMALS, NO_ANSWER
 
 # %% auto #0
-__all__ = ['CAMTRAP_DP_VERSION', 'CAMTRAP_DP_URL', 'TABLES', 'SAMPLING_DESIGNS', 'DATAPACKAGE', 'table_columns', 'table_schema',
-           'CamtrapConfig', 'camtrap_photos', 'camtrap_deployments', 'camtrap_media', 'scientific_names',
-           'camtrap_observations', 'taxonomic_coverage', 'camtrap_descriptor', 'write_camtrapdp', 'validate_camtrapdp']
+__all__ = ['CAMTRAP_DP_VERSION', 'CAMTRAP_DP_URL', 'TABLES', 'SCHEMA_DIR', 'PROFILE_URL', 'VENDORED_URLS', 'SAMPLING_DESIGNS',
+           'DATAPACKAGE', 'table_schema', 'table_columns', 'CamtrapConfig', 'camtrap_photos', 'camtrap_deployments',
+           'has_coordinates', 'camtrap_media', 'scientific_names', 'camtrap_observations', 'taxonomic_coverage',
+           'camtrap_descriptor', 'write_camtrapdp', 'validate_camtrapdp']
 
 # %% ../nbs/08b_camtrapdp.ipynb #dcf6a65c
 CAMTRAP_DP_VERSION = '1.0' # the version written; 1.0.1 and 1.0.2 have the same table fields
 CAMTRAP_DP_URL = f'https://raw.githubusercontent.com/tdwg/camtrap-dp/{CAMTRAP_DP_VERSION}' # profile, schemas
-_DATETIME_FORMAT = '%Y-%m-%dT%H:%M:%S%z' # Camtrap DP's datetimes: whole seconds and a UTC offset
 TABLES = ('deployments', 'media', 'observations') # the three resources, in the order they are written
+SCHEMA_DIR = files('iwildcam_nb')/'data'/'camtrap-dp' # the vendored files and their README.md
+PROFILE_URL = f'{CAMTRAP_DP_URL}/camtrap-dp-profile.json' # datapackage.json's `profile`
+VENDORED_URLS = {PROFILE_URL: f'{CAMTRAP_DP_VERSION}/camtrap-dp-profile.json',
+                 **{f'{CAMTRAP_DP_URL}/{n}-table-schema.json': f'{CAMTRAP_DP_VERSION}/{n}-table-schema.json'
+                    for n in TABLES},
+                 # the profile's $refs
+                 'https://frictionlessdata.io/schemas/data-package.json': 'refs/data-package.json',
+                 'http://json.schemastore.org/geojson.json': 'refs/geojson.json',
+                 'https://json.schemastore.org/geojson': 'refs/geojson.json'} # geojson.json's own `id`
 
-# The 1.0 schemas' fields in order, one a line:
-# name [type, else string] [required] [unique] [constraint=value] (enum=a|b|c)
-_FIELDS = dict(
-deployments='''deploymentID required unique
-locationID
-locationName
-latitude number required minimum=-90 maximum=90
-longitude number required minimum=-180 maximum=180
-coordinateUncertainty integer minimum=1
-deploymentStart datetime required
-deploymentEnd datetime required
-setupBy
-cameraID
-cameraModel
-cameraDelay integer minimum=0
-cameraHeight number minimum=0
-cameraDepth number minimum=0
-cameraTilt integer minimum=-90 maximum=90
-cameraHeading integer minimum=0 maximum=360
-detectionDistance number minimum=0
-timestampIssues boolean
-baitUse boolean
-featureType enum=roadPaved|roadDirt|trailHiking|trailGame|roadUnderpass|roadOverpass|roadBridge|culvert|burrow|nestSite|carcass|waterSource|fruitingTree
-habitat
-deploymentGroups
-deploymentTags
-deploymentComments''',
-media=r'''mediaID required unique
-deploymentID required
-captureMethod enum=activityDetection|timeLapse
-timestamp datetime required
-filePath required pattern=^(?=^[^./~])(^((?!\.{2}).)*$).*$
-filePublic boolean required
-fileName
-fileMediatype required pattern=^(image|video|audio)/.*$
-exifData any
-favorite boolean
-mediaComments''',
-observations='''observationID required unique
-deploymentID required
-mediaID
-eventID
-eventStart datetime required
-eventEnd datetime required
-observationLevel required enum=media|event
-observationType required enum=animal|human|vehicle|blank|unknown|unclassified
-cameraSetupType enum=setup|calibration
-scientificName
-count integer minimum=1
-lifeStage enum=adult|subadult|juvenile
-sex enum=female|male
-behavior
-individualID
-individualPositionRadius number minimum=0
-individualPositionAngle number minimum=-90 maximum=90
-individualSpeed number minimum=0
-bboxX number minimum=0 maximum=1
-bboxY number minimum=0 maximum=1
-bboxWidth number minimum=1e-15 maximum=1
-bboxHeight number minimum=1e-15 maximum=1
-classificationMethod enum=human|machine
-classifiedBy
-classificationTimestamp datetime
-classificationProbability number minimum=0 maximum=1
-observationTags
-observationComments''')
-_KEYS = dict(deployments=('deploymentID', {}), # primary key, foreign keys
-             media=('mediaID', {'deploymentID': 'deployments'}),
-             observations=('observationID', {'deploymentID': 'deployments', 'mediaID': 'media'}))
+@cache
+def _vendored(url:str)->bytes:
+    "The vendored copy of `url`; the 1.0 profile with the JSON pointer 1.0.1 corrected (see the README)."
+    b = (SCHEMA_DIR/VENDORED_URLS[url]).read_bytes()
+    return b.replace(b'"#$defs/version"', b'"#/$defs/version"') if url == PROFILE_URL else b
 
-def _field(line:str)->dict:
-    "One Table Schema field from a line of `_FIELDS`."
-    name, *opts = line.split(' ')
-    typ = opts.pop(0) if opts and opts[0] in ('number', 'integer', 'datetime', 'boolean', 'any') else 'string'
-    c = {'required': 'required' in opts} | ({'unique': True} if 'unique' in opts else {})
-    for k, v in (o.split('=', 1) for o in opts if '=' in o):
-        c[k] = v.split('|') if k == 'enum' else v if k == 'pattern' else json.loads(v)
-    return ({'name': name, 'type': typ} | ({'format': _DATETIME_FORMAT} if typ == 'datetime' else {})
-            | {'constraints': c})
-
-def table_columns(name:str, # one of `TABLES`
-                 )->list[str]:
-    "The columns of a Camtrap DP table, in the standard's order."
-    return [l.split(' ', 1)[0] for l in _FIELDS[name].splitlines()]
 
 # %% ../nbs/08b_camtrapdp.ipynb #1f2e3d4c
 def table_schema(name:str, # one of `TABLES`
                 )->dict: # a Frictionless Table Schema
-    "The Camtrap DP 1.0 Table Schema of `name` (fields, missing values, keys), without descriptions."
-    pk, fks = _KEYS[name]
-    return {'fields': [_field(l) for l in _FIELDS[name].splitlines()], 'missingValues': [''],
-            'primaryKey': pk,
-            'foreignKeys': [{'fields': f, 'reference': {'resource': r, 'fields': f}} for f, r in fks.items()]}
+    "The Camtrap DP 1.0 Table Schema of `name`, as the standard publishes it."
+    if name not in TABLES: raise InputError('Camtrap DP', name, f'no such table: one of {", ".join(TABLES)}')
+    return json.loads(_vendored(f'{CAMTRAP_DP_URL}/{name}-table-schema.json'))
+
+
+# %% ../nbs/08b_camtrapdp.ipynb #a163ecdf
+def table_columns(name:str, # one of `TABLES`
+                 )->list[str]:
+    "The columns of a Camtrap DP table, in the standard's order."
+    return [f['name'] for f in table_schema(name)['fields']]
+
 
 # %% ../nbs/08b_camtrapdp.ipynb #b7fe28af
 SAMPLING_DESIGNS = ('simpleRandom', 'systematicRandom', 'clusteredRandom', 'experimental', 'targeted',
@@ -145,7 +84,8 @@ class CamtrapConfig:
     title:str='Camera-trap observations' # package title
     project:str='Camera-trap survey' # project.title
     sampling_design:str='opportunistic' # project.samplingDesign, one of `SAMPLING_DESIGNS`
-    contributors:tuple=() # dicts with `title` (+ email, path, role, organization)
+    contributors:tuple=({'title': CLASSIFIER_NAME, 'role': 'contributor'},) # dicts with `title` (+ email,
+                      # path, role, organization); the profile wants one at least: this package by default
     licenses:tuple=() # none, or dicts with `name` (or `path`) and `scope`: a 'data' one and a 'media' one
     timezone:str='UTC' # the cameras' clocks: 'UTC', '+02:00' or 'America/Guatemala'
     media_root:str='' # put before each file_name to make `filePath`: a URL, or a folder in the package
@@ -244,6 +184,16 @@ def camtrap_deployments(photos:pd.DataFrame, # `camtrap_photos`
                       'longitude': xy.longitude.to_numpy(), 'deploymentStart': g['first'].to_numpy(),
                       'deploymentEnd': g['last'].to_numpy()})
     return d.reindex(columns=table_columns('deployments'))
+
+# %% ../nbs/08b_camtrapdp.ipynb #226b7e43
+def has_coordinates(images:pd.DataFrame, # images table: location
+                    locations:pd.DataFrame, # location, latitude, longitude
+                   )->np.ndarray: # bool per row of `images`
+    "Whether each photo's camera has both coordinates in `locations`, which Camtrap DP requires."
+    require_columns(images, ('location',), 'images')
+    known = _coords(locations).dropna().index
+    return _loc_text(images.location.reset_index(drop=True)).isin(known).to_numpy()
+
 
 # %% ../nbs/08b_camtrapdp.ipynb #5e33b587
 _FILE_PATH = re.compile( # a URL or a path inside the package
@@ -443,50 +393,53 @@ def write_camtrapdp(out, # output folder
     return paths | {'datapackage': write_json(desc, out/DATAPACKAGE)}
 
 # %% ../nbs/08b_camtrapdp.ipynb #8c5898d2
-def _enum(*v)->dict: return {'enum': list(v)}
-def _obj(required:list, **props)->dict: return {'type': 'object', 'required': required, 'properties': props}
-_TEXT, _DAY = {'type': 'string'}, {'type': 'string', 'format': 'date'}
+def _offline_session():
+    "A requests session that answers the vendored URLs from `SCHEMA_DIR` and refuses every other."
+    import requests
+    from urllib3 import HTTPResponse
+    class Vendored(requests.adapters.BaseAdapter):
+        def send(self, req, **kw):
+            if req.url not in VENDORED_URLS:
+                raise requests.ConnectionError(f'{req.url} is not vendored (validation runs offline)')
+            r = requests.Response()
+            r.status_code, r.reason, r.url, r.request = 200, 'OK', req.url, req
+            r.raw = HTTPResponse(body=io.BytesIO(_vendored(req.url)), preload_content=False, status=200)
+            return r
+        def close(self): pass
+    s = requests.Session()
+    for scheme in ('http://', 'https://'): s.mount(scheme, Vendored())
+    return s
 
-_PROFILE = _obj( # what camtrap-dp-profile.json 1.0 adds to a Data Package, as JSON Schema (no descriptions)
-    ['resources', 'profile', 'created', 'contributors', 'project', 'spatial', 'temporal', 'taxonomic'],
-    contributors={'type': 'array', 'items': {'properties': {'role': _enum(
-        'contact', 'principalInvestigator', 'rightsHolder', 'publisher', 'contributor')}}},
-    licenses={'type': 'array', 'minItems': 2, 'items': _obj(['scope'], scope=_enum('data', 'media'))},
-    project=_obj(['title', 'samplingDesign', 'captureMethod', 'individualAnimals', 'observationLevel'],
-                 title=_TEXT, samplingDesign=_enum(*SAMPLING_DESIGNS), individualAnimals={'type': 'boolean'},
-                 captureMethod={'type': 'array', 'minItems': 1, 'uniqueItems': True,
-                                'items': _enum('activityDetection', 'timeLapse')},
-                 observationLevel={'type': 'array', 'items': _enum('media', 'event')}),
-    spatial=_obj(['type']), temporal=_obj(['start', 'end'], start=_DAY, end=_DAY),
-    taxonomic={'type': 'array', 'items': _obj(['scientificName'], scientificName=_TEXT, taxonRank=_enum(
-        'kingdom', 'phylum', 'class', 'order', 'family', 'genus', 'species', 'subspecies'))})
-
-def _profile_problems(desc:dict, js)->list[str]: # js: the jsonschema module
-    "Where datapackage.json breaks `_PROFILE` or lacks one of the tables with a 1.0 schema."
-    v = js.Draft7Validator(_PROFILE, format_checker=js.Draft7Validator.FORMAT_CHECKER)
-    errs = [f"{DATAPACKAGE}: {'/'.join(map(str, e.absolute_path)) or '-'}: {e.message}"
-            for e in v.iter_errors(desc)]
+def _url_problems(desc:dict)->list[str]:
+    "Where datapackage.json does not name the 1.0 profile and the three 1.0 Table Schemas."
     res = {r.get('name'): r for r in desc.get('resources', [])}
-    return errs + [f'{DATAPACKAGE}: resources: no {n!r} resource with a 1.0 schema' for n in TABLES
-                   if '/1.0/' not in str(res.get(n, {}).get('schema'))]
+    bad = [] if desc.get('profile') == PROFILE_URL else [f"{DATAPACKAGE}: profile: not {PROFILE_URL}"]
+    return bad + [f'{DATAPACKAGE}: resources: no {n!r} resource with the 1.0 schema' for n in TABLES
+                  if res.get(n, {}).get('schema') != f'{CAMTRAP_DP_URL}/{n}-table-schema.json']
+
+def _frictionless_problems(fl, path:Path, desc:dict)->list[str]: # fl: the frictionless module
+    "frictionless' report on the package; when the descriptor fails its profile, the tables' report as well."
+    report = fl.validate(str(path))
+    probs = [f'{DATAPACKAGE}: {e.message}' for e in report.errors]
+    if report.errors and not report.tasks: # frictionless stopped at the descriptor: check the tables as well
+        tables = {k: v for k, v in desc.items() if k != 'profile'}
+        report = fl.Package(tables, basepath=str(path.parent)).validate()
+        probs += [f'{DATAPACKAGE}: {e.message}' for e in report.errors]
+    return probs + [f'{t.name}: {e.message}' for t in report.tasks for e in t.errors]
 
 def validate_camtrapdp(folder, # a folder holding datapackage.json and its tables
                       )->list[str]: # problems, one per line of text; [] for a valid package
-    "Check a Camtrap DP 1.0 package offline: datapackage.json against the profile, tables by frictionless."
-    try: import frictionless as fl, jsonschema
+    "Validate a Camtrap DP 1.0 package with frictionless against the standard's profile and schemas, offline."
+    try: import frictionless as fl
     except ImportError as e:
         raise ImportError(f'{e.name} is needed to validate a Camtrap DP package: pip install -e ".[dev]"'
                           ) from None
-    folder = Path(folder)
-    desc = read_json(require_file(folder/DATAPACKAGE, 'Camtrap DP descriptor'))
+    path = require_file(Path(folder)/DATAPACKAGE, 'Camtrap DP descriptor')
+    desc = read_json(path)
     if not isinstance(desc, dict) or not all(isinstance(r, dict) for r in desc.get('resources', [])):
         return [f'{DATAPACKAGE}: not a data package']
-    probs = _profile_problems(desc, jsonschema)
-    # the profile and schema URLs can't be fetched offline: the schemas written here stand in
-    local = {k: v for k, v in desc.items() if k != 'profile'}
-    local['resources'] = [r | {'schema': table_schema(r['name'])} if r.get('name') in TABLES else r
-                          for r in desc.get('resources', [])]
-    try: report = fl.Package(local, basepath=str(folder)).validate()
-    except fl.FrictionlessException as e: return probs + [f'{DATAPACKAGE}: {e.error.message}']
-    probs += [f'{DATAPACKAGE}: {e.message}' for e in report.errors]
-    return probs + [f'{t.name}: {e.message}' for t in report.tasks for e in t.errors]
+    with fl.system.use_context(http_session=_offline_session()):
+        try: found = _frictionless_problems(fl, path, desc)
+        except fl.FrictionlessException as e: found = [f'{DATAPACKAGE}: {e.error.message}']
+    return _url_problems(desc) + found
+

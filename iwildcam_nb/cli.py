@@ -8,6 +8,7 @@ __all__ = ['sample', 'summary', 'resize', 'crops', 'train', 'probs', 'predict', 
 
 # %% ../nbs/10_cli.ipynb #892aada5
 import logging, sys, warnings
+from contextlib import nullcontext
 from pathlib import Path
 from fastcore.script import Param, anno_parser
 from .core import DETECTOR_CONF, InputError, write_csv, write_json
@@ -211,8 +212,13 @@ def _print_repeats(out:Path):
           f"again ({t.camera.nunique()} camera(s)), listed in {path}; set keep to yes where it is a real "
           "animal and pass the list as --repeats_review, or run with --repeats drop")
 
+_SPECIESNET = Param("SpeciesNet format of speciesnet_predictions.json: '5' (an answer per box) or '4' "
+                    "(per photo, for readers of SpeciesNet 4.x)", str, choices=['5', '4'])
 _TIME_SOURCE = Param("without --annotations: 'exif' (DateTimeOriginal, else the file time) or 'file'", str,
                      choices=['exif', 'file'])
+
+_CLUSTER = Param('address of a Dask scheduler (tcp://host:8786): checkpoints are predicted as tasks on its '
+                  'workers (the `cluster` extra)', str)
 
 def predict(images:_PHOTOS=None, detections:_MD_FILE=None, models:_MODELS=None, out:_OUT_DIR=None,
             annotations:_ANNOTATIONS=None,
@@ -228,20 +234,50 @@ def predict(images:_PHOTOS=None, detections:_MD_FILE=None, models:_MODELS=None, 
             detector_weights:_WEIGHTS=None,
             repeats:_REPEATS='mark',
             repeats_review:_REVIEW=None,
+            cluster:_CLUSTER=None,
+            speciesnet:_SPECIESNET='5',
+            taxonomy:str=None, # taxonomy table (CSV, COCO categories, SpeciesNet labels): the outputs' labels
+            gps:str=None, # camera coordinates (gps_locations.json): each camera's country in the outputs
+            country:str=None, # ISO3 country of the cameras without coordinates, as SpeciesNet's --country
+            admin1_region:str=None, # their admin1 region (a US state), as SpeciesNet's --admin1_region
+            geofence:str=None, # SpeciesNet geofence file (needs --taxonomy): blocked species are not answered
             quiet:bool=False, # no progress bars
            ):
     "Species and counts per sequence for new photos (MegaDetector run first if need be), resumably."
     from iwildcam_nb.infer import InferConfig, predict_folder
+    from fastai.torch_core import rank_distrib
+    if rank_distrib(): logging.getLogger('iwildcam_nb').setLevel(logging.ERROR) # rank 0 says it once
     _json_limit(max_json_mb)
     cfg = InferConfig(gap_s=gap, time_source=time_source, checkpoint_every=checkpoint_every,
                       tta=False if no_tta else None, bs=bs, n_workers=workers, max_boxes_per_image=max_boxes,
                       max_pixels=_pixels(max_megapixels), repeats=repeats, repeats_review=repeats_review,
+                      speciesnet=speciesnet, taxonomy=taxonomy, gps=gps, country=country,
+                      admin1_region=admin1_region, geofence=geofence,
                       **_detector(detector_weights))
-    r = predict_folder(images, detections, models, out, annotations, cfg,
-                       show_progress=False if quiet else None)
+    with _client(cluster) as client:
+        r = predict_folder(images, detections, models, out, annotations, cfg,
+                           show_progress=False if quiet else None, engine=_engine(client, models))
+    if r is None: return _print_other_process()
     _print_answers(r)
     _print_repeats(Path(out))
     return r
+
+def _client(address:str|None):
+    "A Dask client of the scheduler at `address` (`cluster.connect`), to use in a `with`; None: no cluster."
+    if address is None: return nullcontext()
+    from iwildcam_nb.cluster import connect
+    return connect(address)
+
+def _engine(client, models)->object:
+    "The checkpoint engine of `infer.predict_folder`: Dask tasks with a client, else this launch's processes."
+    if client is None: return None
+    from iwildcam_nb.cluster import on_cluster
+    return on_cluster(client, models)
+
+def _print_other_process():
+    "What a process other than rank 0 of an `accelerate launch` prints: rank 0 writes the outputs."
+    from fastai.torch_core import rank_distrib, num_distrib
+    print(f"process {rank_distrib()} of {num_distrib()}: done (process 0 writes the outputs)")
 
 def _detector(weights:str|None)->dict:
     "The detector option of `InferConfig` if one was given (else its default)."
@@ -308,6 +344,7 @@ def run(train_json:_TRAIN_JSON=None,
         max_json_mb:float=4096, # larger JSON files are refused unread (parsing takes ~10x their size)
         repeats:_REPEATS='mark',
         repeats_review:_REVIEW=None,
+        speciesnet:_SPECIESNET='5',
         quiet:bool=False, # no progress bars
        ):
     "Run every stage (prepare, train both models, predict, ensemble, vote, count, submissions) into OUT."
@@ -316,7 +353,7 @@ def run(train_json:_TRAIN_JSON=None,
                  taxonomy, gps)
     _json_limit(max_json_mb)
     limits = dict(weights=weights, max_boxes_per_image=max_boxes, max_pixels=_pixels(max_megapixels),
-                  repeats=repeats, repeats_review=repeats_review)
+                  repeats=repeats, repeats_review=repeats_review, speciesnet=speciesnet)
     cfg = quick_config(**limits) if quick else RunConfig(**limits)
     return _run(inp, out, cfg, quiet)
 
@@ -354,7 +391,8 @@ def _print_models(out:Path):
 
 # what a run leaves for the user, when made
 _OUTPUTS = ('submission_2021.csv', 'submission_2020.csv', 'megadetector_classified.json',
-            'speciesnet_predictions.json', 'sequences.csv', 'evaluation.csv', 'metrics.json', 'report')
+            'speciesnet_predictions.json', 'camtrapdp', 'sequences.csv', 'repeats.csv', 'evaluation.csv',
+            'metrics.json', 'report')
 
 def _print_files(out:Path):
     "The output files a run made, one per line."

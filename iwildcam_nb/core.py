@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #789bc8b0
 from __future__ import annotations
-import json, logging, os, socket, sys, tempfile
+import json, logging, os, re, socket, sys, tempfile
 from datetime import datetime
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -199,6 +199,13 @@ def _acquire(out:Path):
                                          'wait for it to finish, or use another output folder') from None
     return lock
 
+_TEMP_NAME = re.compile(r'\..+\.[a-z0-9_]{8}\.tmp') # `atomic_path`'s temporary files: .<name>.<random>.tmp
+
+def _drop_stale_temps(out:Path):
+    "Remove the temporary files a killed holder of `out` left half-written (`atomic_path` cleans up otherwise)."
+    for p in out.rglob('.*.tmp'):
+        if _TEMP_NAME.fullmatch(p.name) and p.is_file(): p.unlink(missing_ok=True)
+
 @contextmanager
 def folder_lock(out, # output folder (created)
                 command:str|None=None, # what to name as the holder; None: this process's command line
@@ -212,6 +219,7 @@ def folder_lock(out, # output folder (created)
         lock = _acquire(out)
         if (old := _lock_holder(out)):
             log.warning(f'{out}: taking over from {_holder_text(old)}, which ended without releasing it')
+            _drop_stale_temps(out)
         _name_holder(out/LOCK_FILE, command)
         _held[key] = [lock, 0]
     _held[key][1] += 1

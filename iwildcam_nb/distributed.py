@@ -5,13 +5,16 @@
 # %% ../nbs/03a_distributed.ipynb #886dd772
 from __future__ import annotations
 from contextlib import contextmanager
+from datetime import timedelta
 import torch, torch.distributed as dist
 from fastai.learner import Learner
+from fastai.torch_core import to_detach
 from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedDL, DistributedTrainer, rank_distrib, num_distrib
+from accelerate import PartialState
 
 # %% auto #0
-__all__ = ['AnyBackendDL', 'AnyBackendTrainer', 'is_main_process', 'data_parallel']
+__all__ = ['AnyBackendDL', 'AnyBackendTrainer', 'is_main_process', 'data_parallel', 'process_state', 'local_preds']
 
 # %% ../nbs/03a_distributed.ipynb #6032d133
 class AnyBackendDL(DistributedDL):
@@ -48,3 +51,18 @@ def data_parallel(learn:Learner, # learner whose `fit` calls run inside the bloc
     if rank_distrib(): learn.remove_cb(ProgressCallback)
     try: yield learn
     finally: learn.remove_cb(cb)
+
+# %% ../nbs/03a_distributed.ipynb #117da61a
+def process_state(timeout_h:float=24, # hours a process waits at a barrier (rank 0 may preprocess for long)
+                 )->PartialState:
+    "accelerate's `PartialState` of this run: one process when not launched, gloo on CPUs, NCCL on GPUs."
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(hours=timeout_h))
+
+# %% ../nbs/03a_distributed.ipynb #30478d76
+@contextmanager
+def local_preds(*learns:Learner):
+    "In the block, `get_preds` of `learns` returns this process's predictions, not those of all processes."
+    for o in learns: o.to_detach = lambda b, cpu=True, gather=True: to_detach(b, cpu, gather=False)
+    try: yield learns
+    finally:
+        for o in learns: del o.to_detach

@@ -19,9 +19,9 @@ from .outputs import (CLASSIFIER_NAME, DECIMALS, check_md_format, md_classified,
 
 # %% auto #0
 __all__ = ['SPECIESNET_FORMAT', 'WHOLE_IMAGE', 'CROP_SOURCE', 'MD_BATCH_VERSION', 'DETECTOR_METADATA', 'NO_BOX', 'MD_SOURCE',
-           'UNMAPPED', 'ALL', 'NONE', 'class_labels', 'speciesnet5_predictions', 'md_batch_15', 'validate_md_batch',
-           'FieldAnswers', 'read_speciesnet', 'read_md_classified', 'compare_answers', 'agreement_by_key',
-           'answer_matrix', 'agreement_heatmap']
+           'UNMAPPED', 'ALL', 'NONE', 'class_labels', 'speciesnet5_predictions', 'with_geolocation', 'md_batch_15',
+           'validate_md_batch', 'FieldAnswers', 'read_speciesnet', 'read_md_classified', 'compare_answers',
+           'agreement_by_key', 'answer_matrix', 'agreement_heatmap']
 
 # %% ../nbs/08e_formats.ipynb #88d2117c
 _SPECIAL = {'empty': 'blank', 'blank': 'blank', 'animal': 'animal', 'human': 'human', 'person': 'human',
@@ -127,7 +127,7 @@ def _sn5_record(rec:dict, # a 4.x record from `speciesnet_predictions` (no class
                 image_id, # its image
                 raw:dict, done:dict, whole:dict, ans:dict, # crop classes, box answers, image classes/answers
                )->dict:
-    "One 5.x prediction: classified boxes carry raw and processed classes; else a whole-image pseudo-box."
+    "One 5.x prediction: the photo's answer on a whole-image pseudo-box, first; boxes with their own classes."
     boxes = [dict(b) for b in rec.get('detections') or []]
     for b, c in zip(boxes, cids):
         if c in raw: b['raw_classifications'] = raw[c]
@@ -135,7 +135,7 @@ def _sn5_record(rec:dict, # a 4.x record from `speciesnet_predictions` (no class
             top = raw.get(c) and {'class': raw[c]['classes'][0], 'score': raw[c]['scores'][0],
                                   'source': CROP_SOURCE}
             b['processed_classification'] = done.get(c) or top
-    if image_id in ans and not any('processed_classification' in b for b in boxes):
+    if image_id in ans: # the photo's answer (whole image + crops): a 5.x reader finds it first
         boxes = [{**WHOLE_IMAGE, **({'raw_classifications': whole[image_id]} if image_id in whole else {}),
                   'processed_classification': ans[image_id]}] + boxes
     r = {k: rec[k] for k in ('filepath', 'failures') if k in rec}
@@ -155,7 +155,7 @@ def speciesnet5_predictions(image_preds:pd.DataFrame, # image_id, label (categor
                             top_k:int=5, # raw classes kept per box (SpeciesNet's ensemble reads 5)
                             model_version:str=CLASSIFIER_NAME, # `model_version` of every prediction
                            )->dict: # {'info': {'format_version'}, 'predictions': [...]}
-    "SpeciesNet 5.x predictions: each box's raw and processed classes, else the photo's answer as a box."
+    "SpeciesNet 5.x predictions: the photo's answer as a whole-image pseudo-box, each box's own classes after it."
     labels = class_labels(names, tax)
     ims = images.reset_index(drop=True)
     sn = speciesnet_predictions(image_preds, ims, dets, None, names, failures, model_version=model_version)
@@ -166,6 +166,38 @@ def speciesnet5_predictions(image_preds:pd.DataFrame, # image_id, label (categor
     return {'info': {'format_version': SPECIESNET_FORMAT},
             'predictions': [_sn5_record(r, ks, i, raw, done, whole, ans)
                             for r, ks, i in zip(sn['predictions'], keys, ims.image_id)]}
+
+# %% ../nbs/08e_formats.ipynb #3352eb53
+_GEO = ('country', 'admin1_region', 'latitude', 'longitude') # SpeciesNet's place fields, in its order
+
+def _id_text(s:pd.Series)->pd.Series:
+    "Location ids as text however they were read: 7, 7.0 and '7' alike ('007' kept)."
+    return s.map(lambda v: str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer()
+                 else str(v).strip())
+
+def _places_by_file(images:pd.DataFrame, places:pd.DataFrame)->dict:
+    "file path -> its camera's known place fields (`_GEO`), from `places` by location."
+    require_columns(images, ('file_name', 'location'), 'images')
+    require_columns(places, ('location',), 'places')
+    pl = places.rename(columns={'admin1': 'admin1_region'}).assign(location=lambda d: _id_text(d.location))
+    if (two := pl.location.duplicated()).any():
+        raise InputError('places', f'location {pl.location[two].iloc[0]!r}', 'is listed twice')
+    rows = pl.set_index('location').reindex(columns=list(_GEO)).reindex(_id_text(images.location))
+    conv = dict(country=str, admin1_region=str, latitude=float, longitude=float)
+    return {f: {k: conv[k](v) for k, v in r.items() if pd.notna(v)}
+            for f, r in zip(posix_rel(images.file_name.astype(str)), rows.to_dict('records'))}
+
+def with_geolocation(sn:dict, # SpeciesNet predictions, 4.x or 5.x (`speciesnet5_predictions`)
+                     images:pd.DataFrame, # images table: file_name, location
+                     places:pd.DataFrame, # per camera: location (+ country, admin1, latitude, longitude)
+                    )->dict: # a copy of `sn`, each photo's known place fields after filepath and failures
+    "SpeciesNet's `country`, `admin1_region`, `latitude`, `longitude` of each photo, from its camera's place."
+    geo = _places_by_file(images, places)
+    def one(r):
+        head = {k: r[k] for k in ('filepath', 'failures') if k in r}
+        return {**head, **geo.get(r['filepath'], {}), **{k: v for k, v in r.items() if k not in head}}
+    return {**sn, 'predictions': [one(r) for r in sn['predictions']]}
+
 
 # %% ../nbs/08e_formats.ipynb #c7e01f3c
 MD_BATCH_VERSION = '1.6' # MegaDetector batch format written (megadetector-utils 10: current_format_version)
@@ -178,7 +210,7 @@ def md_batch_15(images:pd.DataFrame, # images table: image_id, file_name: the en
                 crop_probs:pd.DataFrame|None, # crop-model probs by crop_id (None: no classifications)
                 names:dict, # category id (int) -> name, for `classification_categories`
                 failures:pd.DataFrame|None=None, # image_id, stage, reason: these get a `failure`
-                tax:pd.DataFrame|None=None, # taxonomy table, for `classification_category_descriptions`
+                tax:pd.DataFrame|None=None, # taxonomy table: the `classification_category_descriptions`
                 top_k:int=3, # classifications kept per box
                 info:dict|None=None, # extra `info` fields (e.g. `detector`, its `detector_metadata`)
                 detector_metadata:dict|None=None, # thresholds over `DETECTOR_METADATA` and `info`'s
@@ -187,10 +219,14 @@ def md_batch_15(images:pd.DataFrame, # images table: image_id, file_name: the en
     md = md_classified(images, dets, crop_probs, names, failures, top_k, info)
     meta = {**DETECTOR_METADATA, **(md['info'].get('detector_metadata') or {}), **(detector_metadata or {})}
     md['info'].update(format_version=MD_BATCH_VERSION, detector_metadata=meta)
-    labels = class_labels(names, tax)
-    desc = {k: labels[int(k)] for k in md['classification_categories']}
-    return {**{k: md[k] for k in ('info', 'detection_categories', 'classification_categories')},
-            'classification_category_descriptions': desc, 'images': md['images']}
+    desc = {}
+    if tax is not None: # a taxonomy string per class only where a taxonomy says what the classes are
+        labels = class_labels(names, tax)
+        desc['classification_category_descriptions'] = {k: labels[int(k)]
+                                                         for k in md['classification_categories']}
+    return {**{k: md[k] for k in ('info', 'detection_categories', 'classification_categories')}, **desc,
+            'images': md['images']}
+
 
 # %% ../nbs/08e_formats.ipynb #37a3063e
 _THRESHOLDS = ('typical_detection_threshold', 'conservative_detection_threshold')
@@ -218,7 +254,8 @@ def _check_15(d:dict, source:str):
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
             raise InputError(source, f'info.detector_metadata.{k}',
                              f'expected a confidence in [0, 1], got {v!r}')
-    desc, cats = d.get('classification_category_descriptions', {}), d.get('classification_categories', {})
+    if 'classification_category_descriptions' not in d: return # optional: written with a taxonomy
+    desc, cats = d['classification_category_descriptions'], d.get('classification_categories', {})
     if not isinstance(desc, dict):
         raise InputError(source, 'classification_category_descriptions',
                          f'expected an object, got {desc!r:.60}')
@@ -484,11 +521,12 @@ def _md_boxes(dets:pd.DataFrame, per_image:pd.DataFrame, text:dict, min_conf:flo
     "Per box: img, rank, det_idx, category, conf, x..h, and its class (a sure unclassified box: its kind)."
     img = pd.Index(per_image.image_id).get_indexer(dets.image_id)
     none = pd.Series(np.nan, index=dets.index, dtype=object)
-    cls, conf = dets.get('classification', none), dets.get('classification_conf', none).astype(float)
+    cls = dets.get('classification', none)
+    conf = dets.get('classification_conf', none).astype(float)
     sure = cls.isna() & (dets.conf >= min_conf)
     kind = dets.category.map(lambda c: SPECIESNET[_SPECIAL[c]])
     return dets.assign(img=img, rank=np.where(dets.conf >= min_conf, dets.det_idx, np.inf),
-                       cls=cls.map(text).fillna(cls).where(~sure, kind),
+                       cls=cls.map(text).astype(object).fillna(cls).where(~sure, kind), # all-NA: not float
                        score=np.where(sure, dets.conf, conf),
                        source=np.where(sure, 'detector', np.where(cls.notna(), MD_SOURCE, None)))
 

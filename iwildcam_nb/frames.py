@@ -5,13 +5,16 @@
 # %% ../nbs/08d_frames.ipynb #f6da4b82
 from __future__ import annotations
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from PIL import Image
 import numpy as np, pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from .core import DETECTOR_CONF, InputError, safe_joiner
 from .photos import display_size, open_rgb
 from .errors import cat_names, describe_counts, name_of
+from .masks import MASK_MODES, overlay_masks
 
 # %% auto #0
 __all__ = ['MD_COLOURS', 'show_sequence']
@@ -67,6 +70,22 @@ def _frame_title(row, note:str, image_preds:pd.DataFrame|None, names:dict)->str:
         if len(p): s += f" {name_of(names, p.label.iloc[0])[:12]} {p.score.iloc[0]:.2f}"
     return s + (f' ({note})' if note else '')
 
+# %% ../nbs/08d_frames.ipynb #cdfcedcb
+def _tint(a:np.ndarray, masks, image_id)->np.ndarray:
+    "Thumbnail `a` with its photo's instance mask tinted on (`masks.overlay_masks`); `a` as is without one."
+    if masks is None: return a
+    src = masks.get(image_id) if isinstance(masks, Mapping) else Path(masks)/f'{image_id}.png'
+    if src is None or (not isinstance(src, np.ndarray) and not Path(src).is_file()): return a
+    if isinstance(src, np.ndarray): m = src
+    else: # a bad mask never hides the frame: `load_instance_masks` is where it is reported
+        try:
+            with Image.open(src) as im: m = np.asarray(im) if im.mode in MASK_MODES else None
+        except OSError: return a
+    if m is None or m.ndim != 2: return a
+    m = np.asarray(Image.fromarray(m.astype(np.int32)).resize((a.shape[1], a.shape[0]), Image.NEAREST))
+    return np.asarray(overlay_masks(a, m))
+
+
 # %% ../nbs/08d_frames.ipynb #d18a9956
 def _seq_counts(t:pd.DataFrame|None, seq_id)->dict:
     "{category_id: count} of one sequence in a count table (empty when the table is None)."
@@ -95,6 +114,7 @@ def show_sequence(seq_id, # the sequence to show
                   thumb:int=128, # longest side of each tile, pixels
                   categories:pd.DataFrame|None=None, # categories table, for names
                   image_preds:pd.DataFrame|None=None, # frame predictions (image_id, label, score), for tiles
+                  masks=None, # instance masks, tinted on the frames: folder of `<image_id>.png` or a dict
                  )->Figure:
     "The frames of one sequence in a row, detector boxes drawn, true vs predicted species in the title."
     rows, total = _frame_rows(seq_id, images, max_frames)
@@ -106,7 +126,7 @@ def show_sequence(seq_id, # the sequence to show
         except (InputError, KeyError) as e: a, note = None, f'bad path: {type(e).__name__}'
         if a is None: _placeholder(ax, thumb, note)
         else:
-            ax.imshow(a)
+            ax.imshow(_tint(a, masks, r['image_id']))
             if dets is not None: _boxes(ax, dets[dets.image_id == r['image_id']], a.shape[1], a.shape[0])
         ax.set_title(_frame_title(r, note if a is not None else '', image_preds, names), fontsize=6)
         ax.set_axis_off()

@@ -4,9 +4,12 @@
 
 # %% ../nbs/09b_infer.ipynb #220510b2
 from __future__ import annotations
-import hashlib, os
+import hashlib, os, threading
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from dataclasses import dataclass, field, asdict
+from functools import partial
+from typing import Callable
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
@@ -19,6 +22,7 @@ from .fields import parse_datetimes
 from .photos import MAX_PIXELS, list_images, orientation, pmap, progress
 from .preprocess import resize_images
 from .crops import make_crops
+from .distributed import local_preds, process_state
 from .detect import DEFAULT_DETECTOR, detect_folder
 from .models import KINDS, load_model, model_paths
 from .predict import INDEX_NAME, predict_items, predict_probs
@@ -28,13 +32,26 @@ from .counts import CountConfig
 from .vocab import write_probs
 from .pipeline import MAX_BOXES_PER_IMAGE, PROBS, cap_boxes, answer_sequences, write_answers, handle_repeats
 from .repeats import RepeatConfig
+from .taxonomy import (blocked_classes, fence_probs, load_gps_locations, locate, read_geofence,
+                                  read_taxonomy)
 
 # %% auto #0
 __all__ = ['DETECTIONS', 'InferConfig', 'folder_images', 'coco_images', 'cache_pictures', 'load_models', 'model_categories',
-           'checkpoint_key', 'Checkpoints', 'prediction_items', 'predict_checkpointed', 'predict_folder']
+           'checkpoint_key', 'Checkpoints', 'prediction_items', 'predict_chunk', 'predict_checkpointed', 'photo_places',
+           'fence_model_probs', 'predict_folder']
 
 # %% ../nbs/09b_infer.ipynb #fb59fa6a
 _TIME_SOURCES = ('exif', 'file')
+
+def _place_problems(c)->list:
+    "(field, problem) of the place options of `c` that do not fit together."
+    return [(f, m) for ok, f, m in [
+        (c.country is None or (len(c.country) == 3 and c.country.isalpha()), 'country',
+         f'{c.country!r} is not an ISO 3166-1 alpha-3 code (e.g. USA, PAN)'),
+        (c.admin1_region is None or c.country is not None, 'admin1_region', 'needs --country'),
+        (c.geofence is None or c.taxonomy is not None, 'geofence', 'needs --taxonomy (its keys are taxa)'),
+        (c.geofence is None or c.gps is not None or c.country is not None, 'geofence',
+         'needs --gps or --country (where the photos were taken)')] if not ok]
 
 @dataclass
 class InferConfig:
@@ -58,7 +75,16 @@ class InferConfig:
     repeats:str = 'mark' # repeat detections: listed in repeats.csv ('mark'), also left out ('drop'), or 'off'
     repeats_review:str|None = None # a person's reviewed repeats.csv: the repeats it confirms are left out
     repeat:RepeatConfig = field(default_factory=RepeatConfig) # what counts as a repeat (MegaDetector's rules)
+    speciesnet:str = '5' # SpeciesNet format written: '5' (an answer per box) or '4' (per photo, old readers)
+    taxonomy:str|None = None # taxonomy table (CSV, COCO categories, SpeciesNet labels): the outputs' labels
+    gps:str|None = None # camera coordinates (gps_locations.json): each camera's country and admin1
+    country:str|None = None # ISO3 country of the cameras without coordinates (SpeciesNet's --country)
+    admin1_region:str|None = None # their admin1 region, e.g. a US state (SpeciesNet's --admin1_region)
+    geofence:str|None = None # SpeciesNet geofence file: classes it blocks at a photo's place are not answered
     def __post_init__(self):
+        for msg in _place_problems(self): raise InputError('InferConfig', *msg)
+        if str(self.speciesnet) not in ('5', '4'):
+            raise InputError('InferConfig', 'speciesnet', f"{self.speciesnet!r} is not '5' or '4'")
         if self.time_source not in _TIME_SOURCES:
             msg = f'{self.time_source!r} is not one of {_TIME_SOURCES}'
             raise InputError('InferConfig', 'time_source', msg)
@@ -213,7 +239,7 @@ def checkpoint_key(models, # folder of the full and crop models
 class Checkpoints:
     "Numbered prediction files in `folder`, each written atomically, valid for one `key` (`checkpoint_key`)."
     def __init__(self, folder, key:dict):
-        self.folder = Path(folder)
+        self.folder, self.key = Path(folder), key
         self.folder.mkdir(parents=True, exist_ok=True)
         m = self.folder/'manifest.json'
         if m.exists() and read_json(m) != key:
@@ -263,15 +289,30 @@ def prediction_items(images:pd.DataFrame, # the photos: image_id, file_name
     return full, predict_items('crop', Path(cache)/'crops', crops=crops, min_conf=cfg.crop_conf)
 
 # %% ../nbs/09b_infer.ipynb #9f01a365
+_SEEDED = threading.Lock() # held while a checkpoint is predicted
+
+def predict_chunk(learners:dict, # kind -> learner (`load_models`)
+                  items:dict, # kind -> the checkpoint's frames or crops (`prediction_items`, one chunk)
+                  cfg:InferConfig, # TTA and its seed
+                  k:int, # the checkpoint's number: its TTA is seeded with `cfg.seed + k`
+                 )->dict: # kind -> probability table
+    "Probability tables of checkpoint `k`'s frames and crops: the same in any process, on any machine."
+    with _SEEDED: # threads of one process (a Dask worker's) take turns: the TTA seed is process-wide
+        return {kind: predict_probs(learners[kind], it, cfg.tta, show_progress=False, seed=cfg.seed + k)
+                for kind, it in items.items()}
+
+# %% ../nbs/09b_infer.ipynb #4b6afee5
 def _by_chunk(items:pd.DataFrame, chunks:list)->dict:
     "The rows of `items` per checkpoint number, from their image_id."
     k = items.image_id.map({i: n for n, ids in enumerate(chunks) for i in ids})
     return dict(list(items.groupby(k, sort=False)))
 
-def _predict_chunk(learners:dict, items:dict, cfg:InferConfig, seed:int)->dict:
-    "Probability tables of one checkpoint's frames and crops, with the TTA randomness seeded."
-    return {kind: predict_probs(learners[kind], it, cfg.tta, show_progress=False, seed=seed)
-            for kind, it in items.items()}
+def _in_processes(learners:dict, todo:list, items:Callable, ck:Checkpoints, cfg:InferConfig,
+                  show_progress:bool|None=None):
+    "Predict and save checkpoints `todo`: each process of an accelerate launch its share, a lone process all."
+    with process_state().split_between_processes(todo) as mine, local_preds(*learners.values()):
+        for k in progress(mine, len(mine), show_progress, unit='checkpoint'):
+            ck.save(k, predict_chunk(learners, items(k), cfg, k))
 
 def predict_checkpointed(learners:dict, # kind -> learner (`load_models`)
                          full:pd.DataFrame, crop:pd.DataFrame, # items from `prediction_items`
@@ -279,20 +320,56 @@ def predict_checkpointed(learners:dict, # kind -> learner (`load_models`)
                          key:dict, # what the checkpoints depend on (`checkpoint_key`)
                          cfg:InferConfig, # checkpoint size, TTA and its seed
                          show_progress:bool|None=None, # progress bar; None = only on a terminal
-                        )->dict: # kind -> probability table
+                         engine:Callable|None=None, # saves the missing checkpoints: `engine(todo, items, ck,
+                                                    # cfg, show_progress)`; None: here (`_in_processes`)
+                        )->dict|None: # kind -> probability table; None in the other processes of a launch
     "Predict the frames and crops in checkpoints of `cfg.checkpoint_every` photos, reading the finished ones."
-    vocab = learners['full'].meta['vocab']
-    ck, chunks = Checkpoints(folder, key), _checkpoint_chunks(full.image_id.tolist(), cfg.checkpoint_every)
+    ps, vocab = process_state(), learners['full'].meta['vocab']
+    with ps.main_process_first(): ck = Checkpoints(folder, key) # rank 0 discards stale ones first
+    chunks = _checkpoint_chunks(full.image_id.tolist(), cfg.checkpoint_every)
     todo = [k for k in range(len(chunks)) if not ck.done(k)]
-    if len(todo) < len(chunks):
+    ps.wait_for_everyone() # every process has the same list before any checkpoint is written
+    if len(todo) < len(chunks) and ps.is_main_process:
         log.warning(f'resuming: {len(chunks) - len(todo)} of {len(chunks)} checkpoints already done')
     parts = {kind: _by_chunk(t, chunks) for kind, t in (('full', full), ('crop', crop))} # split once
-    for k in progress(todo, len(todo), show_progress, unit='checkpoint'):
-        items = {kind: parts[kind].get(k, t.iloc[:0]) for kind, t in (('full', full), ('crop', crop))}
-        ck.save(k, _predict_chunk(learners, items, cfg, cfg.seed + k))
+    items = lambda k: {kind: parts[kind].get(k, t.iloc[:0]) for kind, t in (('full', full), ('crop', crop))}
+    run = engine or partial(_in_processes, learners)
+    run(todo, items, ck, cfg, show_progress if ps.is_main_process else False)
+    ps.wait_for_everyone() # every checkpoint is written
+    if not ps.is_main_process: return None
     parts = [ck.load(k, vocab) for k in range(len(chunks))]
     return {kind: pd.concat([p[kind] for p in parts]) if parts else pd.DataFrame(columns=vocab)
             for kind in INDEX_NAME}
+
+# %% ../nbs/09b_infer.ipynb #ab96e5ad
+def photo_places(images:pd.DataFrame, # the photos: image_id, location
+                 cfg:InferConfig, # its gps, country and admin1_region options
+                )->pd.DataFrame|None: # per location: latitude, longitude, country, admin1; None: no place given
+    "Each camera's place: its coordinates and the country found from them, else the country the options give."
+    if cfg.gps is None and cfg.country is None: return None
+    cols = ['location', 'latitude', 'longitude', 'country', 'admin1']
+    gps = locate(load_gps_locations(cfg.gps)) if cfg.gps is not None else pd.DataFrame(columns=cols)
+    p = pd.DataFrame({'location': images.location.astype(str).unique()})
+    p = p.merge(gps[cols].astype({'location': str}), on='location', how='left')
+    for c, v in (('country', cfg.country), ('admin1', cfg.admin1_region)):
+        if v: p[c] = p[c].astype(object).where(p[c].notna(), v.upper() if c == 'country' else v)
+    return p
+
+# %% ../nbs/09b_infer.ipynb #83626912
+def fence_model_probs(probs:dict, # each model's probabilities: 'full' by image_id, 'crop' by crop_id
+                      images:pd.DataFrame, # the photos: image_id, location
+                      crops:pd.DataFrame, # the crops: crop_id, image_id
+                      places:pd.DataFrame|None, # per location: country, admin1 (`photo_places`)
+                      tax:pd.DataFrame, # taxonomy table of the models' classes (`taxonomy.read_taxonomy`)
+                      geofence:dict, # SpeciesNet geofence (`taxonomy.read_geofence`)
+                     )->dict: # the same, without the classes blocked at each photo's place
+    "Each model's probabilities with the classes the geofence blocks at each photo's place zeroed."
+    cols = ['country', 'admin1']
+    where = (places.set_index('location')[cols] if places is not None else pd.DataFrame(columns=cols))
+    where = where.reindex(images.location.astype(str).to_numpy()).set_axis(pd.Index(images.image_id, name='image_id'))
+    blocked = blocked_classes(tax, list(probs['full'].columns), where, geofence)
+    by_crop = blocked.reindex(crops.image_id.to_numpy(), fill_value=False).set_axis(crops.crop_id.to_numpy())
+    return {'full': fence_probs(probs['full'], blocked), 'crop': fence_probs(probs['crop'], by_crop)}
 
 # %% ../nbs/09b_infer.ipynb #67f72e9d
 def _check_matched(md, images:pd.DataFrame, detections, images_dir):
@@ -321,6 +398,13 @@ def _detections(images_dir, detections, out:Path, cfg:InferConfig, show_progress
                       show_progress=show_progress)
     return path
 
+@contextmanager
+def _hold(out:Path, ps):
+    "`core.folder_lock` on `out` held by the main process of a launch; the others start once it holds it."
+    with folder_lock(out) if ps.is_main_process else nullcontext():
+        ps.wait_for_everyone()
+        yield
+
 def predict_folder(images_dir, # folder of photos (camera subfolders when there is no COCO file)
                    detections, # MegaDetector results for these photos (1.x or iWildCam's); None: run it
                    models, # folder of the full and crop models (full.safetensors/.json, crop...)
@@ -328,27 +412,37 @@ def predict_folder(images_dir, # folder of photos (camera subfolders when there 
                    annotations=None, # COCO-CameraTraps file of the photos; None: folders and photo times
                    cfg:InferConfig|None=None, # options
                    show_progress:bool|None=None, # progress bars; None = only on a terminal
-                  )->dict: # the tables, and `paths` of the files written
+                   engine:Callable|None=None, # who predicts checkpoints (`predict_checkpointed`); None: here
+                  )->dict|None: # the tables, and `paths` of the files written; None in a launch's others
     "Species and counts per sequence for a folder of new photos: resumable, every failure recorded per photo."
-    cfg, out = cfg or InferConfig(), Path(out)
-    with folder_lock(out): # one run per output folder (`core.folder_lock`)
+    cfg, out, ps = cfg or InferConfig(), Path(out), process_state()
+    if not ps.is_main_process: show_progress = False
+    with _hold(out, ps): # one run per output folder (`core.folder_lock`)
         learners = load_models(models, cfg.bs) # first: a missing model is found before any long work
         images = _photos(images_dir, annotations, cfg, show_progress)
-        detections = _detections(images_dir, detections, out, cfg, show_progress)
+        tax, places = read_taxonomy(cfg.taxonomy) if cfg.taxonomy else None, photo_places(images, cfg)
+        fence = read_geofence(cfg.geofence) if cfg.geofence else None # bad files stop the run before its work
+        with ps.main_process_first(): # rank 0 runs MegaDetector if need be; the others read its file
+            detections = _detections(images_dir, detections, out, cfg, show_progress)
         md = read_megadetector(detections, images=images, unmatched='drop')
         _check_matched(md, images, detections, images_dir)
         dets = cap_boxes(md.detections, cfg.max_boxes_per_image)
-        crops, read_fails = cache_pictures(images, images_dir, dets, out/'cache', cfg, show_progress)
+        with ps.main_process_first(): # rank 0 resizes and crops (a pool of its own); the others find it done
+            crops, read_fails = cache_pictures(images, images_dir, dets, out/'cache', cfg, show_progress)
         full_it, crop_it = prediction_items(images, crops, out/'cache', cfg)
         key = checkpoint_key(models, images, cfg)
-        probs = predict_checkpointed(learners, full_it, crop_it, out/'checkpoints', key, cfg, show_progress)
+        probs = predict_checkpointed(learners, full_it, crop_it, out/'checkpoints', key, cfg, show_progress,
+                                     engine)
+        if probs is None: return None # another process of a launch: rank 0 writes the answers
         failures = pd.concat([_detector_failures(md.per_image, images), read_fails,
                               _skipped_failures(full_it, crop_it)], ignore_index=True)
         categories = model_categories(learners['full'].meta)
         dets = handle_repeats(dets, images, cfg.repeats, cfg.repeats_review, cfg.repeat, out)
+        if fence is not None: probs = fence_model_probs(probs, images, crops, places, tax, fence)
         res = answer_sequences(images, dets, probs['full'], probs['crop'], crops, categories, cfg.ensemble,
                                cfg.vote, cfg.count)
         for kind in KINDS: write_probs(probs[kind], out/PROBS[kind])
-        paths = write_answers(out, images, dets, res, probs['crop'], categories, failures)
+        paths = write_answers(out, images, dets, res, probs['crop'], categories, failures, None, tax, places,
+                              cfg.speciesnet)
         return dict(images=images, failures=failures, model_probs=probs, probs=res.probs,
                     image_preds=res.image_preds, seq_preds=res.seq_preds, paths=paths)

@@ -8,6 +8,7 @@ import csv, os, numpy as np, pandas as pd
 from pathlib import Path
 from .core import require_file, require_columns, InputError, log, write_csv, atomic_path
 from .vocab import EMPTY, ROW_BLOCK, check_probs
+from .sequences import seq_blocks
 
 # %% auto #0
 __all__ = ['SUB2020_COLS', 'species_ids', 'check_counts', 'counts_from_seq_preds', 'counts_from_truth', 'align_counts',
@@ -238,10 +239,29 @@ def seq_labels(labels:pd.DataFrame, # labels table: image_id, category_id
     return top.reindex(seqs, fill_value=EMPTY).astype('int64').rename('label')
 
 # %% ../nbs/08_metrics.ipynb #dbc27187
+def _top_labels(df:pd.DataFrame)->pd.Series|None:
+    "`seq_pred_labels` on integer sequence codes (no sort); None where the sorting way must decide."
+    n, s, cat = df['count'], df['score'], df['category_id']
+    if n.dtype.kind not in 'iu' or cat.dtype.kind not in 'iu' or s.dtype.kind not in 'iuf' or s.isna().any():
+        return None
+    c, u = pd.factorize(df['seq_id'].to_numpy(object))
+    if not len(c) or (c < 0).any(): return None
+    n, s = n.to_numpy(np.int64), s.to_numpy(float)
+    mc, ms, top = np.full(len(u), np.iinfo(np.int64).min), np.full(len(u), -np.inf), np.full(len(u), len(c))
+    np.maximum.at(mc, c, n) # the largest count of each sequence...
+    at = np.flatnonzero(n == mc[c])
+    np.maximum.at(ms, c[at], s[at]) # ...the highest score among its rows with that count...
+    at = at[s[at] == ms[c[at]]]
+    np.minimum.at(top, c[at], at) # ...and the first such row
+    lab = np.where(mc > 0, cat.to_numpy()[top], EMPTY).astype('int64')
+    return pd.Series(lab, index=pd.Index(u, name='seq_id'), name='label')
+
 def seq_pred_labels(seq_preds:pd.DataFrame, # seq_id, category_id, count, optional score
                    )->pd.Series: # predicted label indexed by seq_id, in order of first appearance
     "Predicted label of each sequence: its category with the largest count (ties: higher score), 0 if empty."
     df = seq_preds.assign(score=seq_preds['score'] if 'score' in seq_preds else 0)
+    fast = _top_labels(df)
+    if fast is not None: return fast
     top = (df.sort_values(['count', 'score'], ascending=False, kind='stable').drop_duplicates('seq_id')
            .set_index('seq_id')['category_id'])
     top = top.where(df.groupby('seq_id')['count'].max().reindex(top.index) > 0, EMPTY)
@@ -309,11 +329,34 @@ def counts_to_submission(counts:pd.DataFrame, # counts matrix (index seq_id)
     return out
 
 # %% ../nbs/08_metrics.ipynb #f8c3571d
+def _submission_rows(sp:pd.DataFrame, seq_ids:list, species)->pd.DataFrame|None:
+    "`submission_2021` of a valid seq_preds, built once in order; None: the checking way says what is wrong."
+    if not {'seq_id', 'category_id', 'count'} <= set(sp.columns) or not len(seq_ids): return None
+    if sp['category_id'].dtype.kind not in 'iu' or sp['count'].dtype.kind not in 'iu': return None
+    cat, n, cols = sp['category_id'].to_numpy(np.int64), sp['count'].to_numpy(np.int64), species_ids(species)
+    ids = pd.Index(seq_ids, name='seq_id').to_numpy()
+    c, u = pd.factorize(np.concatenate([ids.astype(object), sp['seq_id'].to_numpy(object)])) # text once
+    k, r = len(ids), c[len(ids):]
+    if len(u) != k or (c[:k] != np.arange(k)).any() or (r < 0).any() or (n < 0).any() or (cat < 0).any():
+        return None # a repeated or missing id, a sequence not to submit, a negative number
+    e, j = cat == EMPTY, pd.Index(cols).get_indexer(cat)
+    if (np.bincount(r, minlength=k) == 0).any() or (n[e] != 0).any() or (j[~e] < 0).any(): return None
+    m = int(cat.max()) + 1
+    if any(pd.Series(r[x]*m + cat[x]).duplicated().any() for x in seq_blocks(r)): # by blocks of sequences
+        return None # a category twice
+    a = np.zeros((k, len(cols)), np.int64) # the one wide table: no copies of it
+    a[r[~e], j[~e]] = n[~e]
+    out = pd.DataFrame(a, columns=[f'{_SUBMISSION_PREFIX}{i}' for i in cols], copy=False)
+    out.insert(0, 'Id', ids)
+    return out
+
 def submission_2021(seq_preds:pd.DataFrame, # seq_preds table: seq_id, category_id, count (empty: 0, 0)
                     seq_ids:list, # every test sequence, in submission order (see `sequences_to_submit`)
                     species:list[int], # training categories (e.g. `class_vocab(train categories)`); 0 dropped
                    )->pd.DataFrame: # Id, Predicted<id>... : the 2021 submission
     "The iWildCam 2021 submission table of a `seq_preds` table."
+    fast = _submission_rows(seq_preds, seq_ids, species)
+    if fast is not None: return fast
     return counts_to_submission(counts_from_seq_preds(seq_preds, species), seq_ids, species, 'seq_preds')
 
 # %% ../nbs/08_metrics.ipynb #8c12df9e

@@ -7,24 +7,25 @@ from __future__ import annotations
 import hashlib, json, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
-import pandas as pd
+import numpy as np, pandas as pd
 from .core import DETECTOR_CONF, InputError, log, read_json, write_json, write_csv
 from .vocab import class_vocab, read_probs, write_probs
 from .data import load_coco
 from .megadetector import load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
-from .sequences import VoteConfig
-from .counts import CountConfig, predict_sequences, COUNT_RULES
+from .sequences import VoteConfig, decide_sequences
+from .counts import CountConfig, predict_sequences, count_boxes, count_sequences, COUNT_RULES
 from .repeats import RepeatConfig, drop_repeats, flag_repeats
-from .outputs import write_outputs, add_unanswered
+from .outputs import add_unanswered
+from .exports import write_field_formats
 from .photos import MAX_PIXELS
 from . import metrics
 
 # %% auto #0
-__all__ = ['MAX_BOXES_PER_IMAGE', 'REPEATS', 'REPEAT_MODES', 'PROBS', 'Inputs', 'sample_inputs', 'cap_boxes', 'Tables',
-           'load_inputs', 'handle_repeats', 'RunConfig', 'quick_config', 'StepRecord', 'prepare', 'train_models',
-           'predict_test', 'Answers', 'answer_sequences', 'write_answers', 'aggregate', 'run', 'RunOutputs',
-           'image_table', 'heldout_camera_probs', 'evaluate', 'scores_summary', 'make_report']
+__all__ = ['MAX_BOXES_PER_IMAGE', 'REPEATS', 'REPEAT_MODES', 'PROBS', 'BOX_SOURCES', 'Inputs', 'sample_inputs', 'cap_boxes',
+           'Tables', 'load_inputs', 'handle_repeats', 'RunConfig', 'quick_config', 'StepRecord', 'prepare',
+           'train_models', 'predict_test', 'Answers', 'box_answers', 'answer_sequences', 'write_answers', 'aggregate',
+           'run', 'RunOutputs', 'image_table', 'heldout_camera_probs', 'evaluate', 'scores_summary', 'make_report']
 
 # %% ../nbs/09a_pipeline.ipynb #b3127f7b
 @dataclass
@@ -39,6 +40,8 @@ class Inputs:
     test_counts:Path|None = None # optional: true counts per test sequence, for scores per sequence
     taxonomy:Path|None = None # optional: taxonomy table (CSV, COCO categories or SpeciesNet labels)
     gps:Path|None = None # optional: camera coordinates (iWildCam's gps_locations.json)
+    masks:Path|None = None # optional: folder of DeepMAC instance masks `<image_id>.png` (the `masks` count)
+    landsat:Path|None = None # optional: folder of Landsat-8 arrays per camera (`iwildcam_rs_npy`)
 
     def __post_init__(self):
         for k,v in asdict(self).items():
@@ -48,10 +51,11 @@ class Inputs:
 def sample_inputs(data, # a folder written by `make_sample` (or `iwildcam-nb sample`)
                  )->Inputs:
     "The `Inputs` of the embedded data set, truth included."
-    from iwildcam_nb.sample import SAMPLE_FILES
+    from iwildcam_nb.sample import SAMPLE_FILES, MASKS_DIR
+    from iwildcam_nb.landsat import RS_DIR
     d, f = Path(data), SAMPLE_FILES
     return Inputs(d/f['train'], d/f['test'], d/f['megadetector'], d/'train', d/'test', d/f['test_labels'],
-                  d/f['counts'], d/f['taxonomy'], d/f['gps'])
+                  d/f['counts'], d/f['taxonomy'], d/f['gps'], d/MASKS_DIR, d/RS_DIR)
 
 # %% ../nbs/09a_pipeline.ipynb #3708050c
 MAX_BOXES_PER_IMAGE = 100 # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep 100)
@@ -71,6 +75,8 @@ def cap_boxes(dets:pd.DataFrame, # detections (`det_idx` numbers a photo's boxes
     return dets[~over].reset_index(drop=True)
 
 # %% ../nbs/09a_pipeline.ipynb #a81b949c
+_SKIP_COLS = ['image_id', 'stage', 'reason'] # a photo's input left out: which, at what stage, why
+
 def _rows(o)->str:
     "`Name(field: n rows, ...)` for a dataclass of tables, rather than every table in full."
     return f'{type(o).__name__}(' + ', '.join(f'{k}: {len(v)} rows' for k, v in vars(o).items()) + ')'
@@ -81,7 +87,8 @@ class Tables:
     images:pd.DataFrame # photos: image_id, file_name, seq_id, location, datetime..., split (train, test)
     labels:pd.DataFrame # labels of the training photos: image_id, category_id
     categories:pd.DataFrame # the class vocabulary: category_id, name
-    detections:pd.DataFrame # MegaDetector boxes: image_id, det_idx, category, conf, x, y, w, h
+    detections:pd.DataFrame # MegaDetector boxes: image_id, det_idx, category, conf, x, y, w, h (+ masks')
+    skipped:pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_SKIP_COLS)) # inputs left out
     def __repr__(self)->str: return _rows(self)
 
     def test_split(self)->tuple[pd.DataFrame, pd.DataFrame]:
@@ -90,6 +97,15 @@ class Tables:
         return test, self.detections[self.detections.image_id.isin(test.image_id)]
 
 # %% ../nbs/09a_pipeline.ipynb #1a1085e3
+def _with_masks(dets:pd.DataFrame, images:pd.DataFrame, masks)->tuple:
+    "Detections with their instance masks' features (`masks.load_instance_masks`), and the masks skipped."
+    from iwildcam_nb.masks import load_instance_masks
+    none = pd.DataFrame(columns=_SKIP_COLS)
+    if masks is None or not Path(masks).is_dir(): return dets, none
+    dets, skipped = load_instance_masks(masks, dets, images, bad='skip')
+    if len(skipped): log.warning('%d instance masks skipped, e.g. %s', len(skipped), skipped.reason.iloc[0])
+    return dets, skipped
+
 def load_inputs(inp:Inputs, # where the data set is
                 max_boxes_per_image:int|None=MAX_BOXES_PER_IMAGE, # see `cap_boxes`
                )->Tables:
@@ -101,8 +117,10 @@ def load_inputs(inp:Inputs, # where the data set is
         dup = images.image_id[images.image_id.duplicated()].iloc[0]
         raise InputError(inp.test_json, 'images', f'image {dup!r} is also a training image')
     dets = load_megadetector(inp.megadetector, images=images, unmatched='drop')
+    dets, skipped = _with_masks(dets, images, inp.masks)
     dets = cap_boxes(dets, max_boxes_per_image)
-    return Tables(images=images, labels=train.labels, categories=train.categories, detections=dets)
+    return Tables(images=images, labels=train.labels, categories=train.categories, detections=dets,
+                  skipped=skipped)
 
 # %% ../nbs/09a_pipeline.ipynb #a8a916d1
 REPEATS = 'repeats.csv' # the list of suspected repeat detections, for a person to review
@@ -143,6 +161,10 @@ class RunConfig:
     repeats:str = 'mark' # repeat detections (a rock boxed all day): 'mark' lists them, 'drop' leaves them out
     repeats_review:str|None = None # a person's reviewed list (`repeats.csv` edited): its verdicts are applied
     repeat:RepeatConfig = field(default_factory=RepeatConfig) # what counts as a repeat (MegaDetector's rules)
+    speciesnet:str = '5' # SpeciesNet format written: '5' (an answer per box) or '4' (per photo, old readers)
+    def __post_init__(self): # a bad format is refused now, not after hours of training
+        if str(self.speciesnet) not in ('5', '4'):
+            raise InputError('RunConfig', 'speciesnet', f"{self.speciesnet!r} is not '5' or '4'")
 
 # %% ../nbs/09a_pipeline.ipynb #384d906b
 def quick_config(recipe:dict|None=None, # recipe fields to change in both models, e.g. dict(arch='tiny')
@@ -220,14 +242,40 @@ class Answers:
     probs:pd.DataFrame # ensemble probabilities, one row per photo that could be predicted
     image_preds:pd.DataFrame # one label per photo that could be predicted: image_id, seq_id, label, score...
     seq_preds:pd.DataFrame # species and counts of every sequence: seq_id, category_id, count, score, source
+    box_preds:pd.DataFrame|None=None # every counted box: image_id, det_idx, seq_id, label, score, source
     def __repr__(self)->str: return _rows(self)
 
 # %% ../nbs/09a_pipeline.ipynb #8d189f73
+BOX_SOURCES = ('crop classifier', 'sequence vote') # a box's answer: its own crop's class, or its sequence's
+
+def _key(d:pd.DataFrame)->pd.MultiIndex:
+    "The box key (image_id, det_idx) of each row of `d`."
+    return pd.MultiIndex.from_arrays([d.image_id.astype(str), d.det_idx.astype(int)])
+
 def _boxes_in(crops:pd.DataFrame, dets:pd.DataFrame)->pd.Series:
     "Whether each crop's box (image_id, det_idx) is one of `dets`."
-    key = lambda d: pd.MultiIndex.from_arrays([d.image_id.astype(str), d.det_idx.astype(int)])
-    return pd.Series(key(crops).isin(key(dets)), index=crops.index)
+    return pd.Series(_key(crops).isin(_key(dets)), index=crops.index)
 
+def box_answers(decided:pd.DataFrame, # decided sequences (`sequences.decide_sequences`): by seq_id, label, score
+                boxes:pd.DataFrame, # counted boxes (`counts.count_boxes`): image_id, det_idx, seq_id, species
+                crop:pd.DataFrame, # crop-model probabilities, one row per crop_id
+                crops:pd.DataFrame, # crops table: crop_id, image_id, det_idx
+               )->pd.DataFrame: # image_id, det_idx, seq_id, label, score, source (`BOX_SOURCES`)
+    "Every counted box's answer: the species it is counted as, how sure its crop is of it, and who said so."
+    at = _key(crops).get_indexer(_key(boxes)) # each box's row in crops, -1: no crop
+    row = np.full(len(boxes), -1)
+    row[at >= 0] = crop.index.get_indexer(crops.crop_id.to_numpy()[at[at >= 0]])
+    col = crop.columns.get_indexer(boxes.species.to_numpy())
+    own = (row >= 0) & (col >= 0)
+    score = decided.score.reindex(boxes.seq_id).to_numpy(float, copy=True) # no crop: as sure as its sequence
+    score[own] = crop.to_numpy()[row[own], col[own]]
+    voted = boxes.species.to_numpy() == boxes.label.to_numpy()
+    return pd.DataFrame({'image_id': boxes.image_id.to_numpy(), 'det_idx': boxes.det_idx.to_numpy(),
+                         'seq_id': boxes.seq_id.to_numpy(), 'label': boxes.species.to_numpy(), 'score': score,
+                         'source': np.where(voted, BOX_SOURCES[1], BOX_SOURCES[0])})
+
+
+# %% ../nbs/09a_pipeline.ipynb #9ccd4a4e
 def answer_sequences(images:pd.DataFrame, # the photos to answer (with seq_id)
                      dets:pd.DataFrame, # their detections
                      full:pd.DataFrame, # full-model probabilities, one row per photo that could be predicted
@@ -243,9 +291,11 @@ def answer_sequences(images:pd.DataFrame, # the photos to answer (with seq_id)
     crop = crop[crop.index.isin(crops.crop_id)]
     probs, source = ensemble_probs(full, crop, crops, class_vocab(categories), ensemble, ok)
     preds = label_images(probs, ok, source)
-    seq = predict_sequences(preds, dets[dets.image_id.isin(ok.image_id)], ok, categories, probs, crop, crops,
-                            vote, count)
-    return Answers(probs, preds, add_unanswered(seq, images)) # a sequence without an answerable photo says so
+    d = dets[dets.image_id.isin(ok.image_id)]
+    decided = decide_sequences(preds, d, ok, categories, probs, vote)
+    seq = count_sequences(decided, d, ok, categories, crop, crops, count)
+    boxes = box_answers(decided, count_boxes(decided, d, ok, categories, crop, crops, count), crop, crops)
+    return Answers(probs, preds, add_unanswered(seq, images), boxes) # a sequence without a photo says so
 
 # %% ../nbs/09a_pipeline.ipynb #e137ba90
 def _write_submissions(seq:pd.DataFrame, test:pd.DataFrame, vocab:list, out:Path):
@@ -262,17 +312,21 @@ def write_answers(out, # output folder
                   categories:pd.DataFrame, # categories table
                   failures:pd.DataFrame, # image_id, stage, reason
                   info:dict|None=None, # extra MegaDetector `info` fields
+                  taxonomy:pd.DataFrame|None=None, # taxonomy table: label strings in the field's formats
+                  places:pd.DataFrame|None=None, # per camera: location, latitude, longitude (+ country...)
+                  speciesnet:str='5', # SpeciesNet format: '5' (an answer per box) or '4' (per photo)
                  )->dict: # name -> path of each file written
-    "Every answer file, each atomically: probabilities, predictions, failures, submissions, interop files."
+    "Every answer file, atomically: probabilities, predictions, failures, submissions, the field's formats."
     out = Path(out)
     write_probs(res.probs, out/'preds'/'ensemble_probs.csv')
     write_csv(res.image_preds, out/'preds'/'image_preds.csv')
     write_csv(res.seq_preds, out/'preds'/'seq_preds.csv')
+    if res.box_preds is not None: write_csv(res.box_preds, out/'preds'/'box_preds.csv')
     _write_submissions(res.seq_preds, images, class_vocab(categories), out)
     write_csv(failures, out/'failures.csv')
-    names = dict(zip(categories.category_id.astype(int), categories.name))
-    paths = write_outputs(out, images, dets, res.image_preds, res.seq_preds, res.probs, crop, names, failures,
-                          info)
+    paths = write_field_formats(out, images, dets, res.image_preds, res.seq_preds, res.probs, crop,
+                                categories, failures, taxonomy=taxonomy, places=places, info=info,
+                                box_preds=res.box_preds, speciesnet=speciesnet)
     return {**paths, **{k: out/f'{k}.csv' for k in ('submission_2021', 'submission_2020', 'failures')}}
 
 # %% ../nbs/09a_pipeline.ipynb #d89b7d18
@@ -301,7 +355,15 @@ def _with_repeats(t:Tables, cfg:RunConfig, out=None)->Tables:
     dets = handle_repeats(t.detections, t.images, cfg.repeats, cfg.repeats_review, cfg.repeat, out)
     return replace(t, detections=dets)
 
-def aggregate(t:Tables, out:Path, cfg:RunConfig)->Answers:
+def _field_inputs(inp:Inputs|None)->tuple:
+    "The taxonomy table and the cameras' places (with country and admin1) of `inp`, where it names them."
+    from iwildcam_nb.taxonomy import read_taxonomy, load_gps_locations, locate
+    if inp is None: return None, None
+    tax = read_taxonomy(inp.taxonomy) if inp.taxonomy is not None and inp.taxonomy.exists() else None
+    places = locate(load_gps_locations(inp.gps)) if inp.gps is not None and inp.gps.exists() else None
+    return tax, places
+
+def aggregate(t:Tables, out:Path, cfg:RunConfig, inp:Inputs|None=None)->Answers:
     "Answer every test sequence from the two probability tables, and write every answer file."
     from iwildcam_nb.items import read_crops
     t = _with_repeats(t, cfg, out)
@@ -309,7 +371,9 @@ def aggregate(t:Tables, out:Path, cfg:RunConfig)->Answers:
     full, crop = read_probs(out/PROBS['full'], vocab), read_probs(out/PROBS['crop'], vocab)
     res = answer_sequences(test, dets, full, crop, read_crops(out/'crops'/'test'), t.categories, cfg.ensemble,
                            cfg.vote, cfg.count)
-    write_answers(out, test, dets, res, crop, t.categories, _run_failures(test, dets, full.index, out))
+    skipped = t.skipped[t.skipped.image_id.isin(test.image_id)] # e.g. an unreadable instance mask
+    fails = pd.concat([_run_failures(test, dets, full.index, out), skipped], ignore_index=True)
+    write_answers(out, test, dets, res, crop, t.categories, fails, None, *_field_inputs(inp), cfg.speciesnet)
     return res
 
 # %% ../nbs/09a_pipeline.ipynb #06101844
@@ -318,7 +382,7 @@ _STEPS = ('prepare', 'train full', 'train crop', 'predict full', 'predict crop',
 def _inputs_key(inp:Inputs)->dict:
     "What identifies a run's data: each path, and each JSON file's size and modification time."
     key = {k: str(Path(v).resolve()) for k,v in asdict(inp).items()
-           if v is not None and k not in ('test_labels', 'test_counts', 'taxonomy', 'gps')}
+           if v is not None and k not in ('test_labels', 'test_counts', 'taxonomy', 'gps', 'landsat')}
     for k in ('train_json', 'test_json', 'megadetector'):
         if (p := Path(getattr(inp, k))).exists(): key[k] += f' {p.stat().st_size} {p.stat().st_mtime_ns}'
     return key
@@ -361,7 +425,7 @@ def run(inp:Inputs, # where the data set is
                'train crop': lambda: train_models(t, out, cfg, 'crop', sp),
                'predict full': lambda: predict_test(t, out, cfg, 'full', sp),
                'predict crop': lambda: predict_test(t, out, cfg, 'crop', sp),
-               'aggregate': lambda: aggregate(t, out, cfg)}
+               'aggregate': lambda: aggregate(t, out, cfg, inp)}
         outs = _step_outputs(out)
         return pd.DataFrame({'step': _STEPS, 'took': [st.run(s, opts[s], outs[s], fns[s]) for s in _STEPS]})
 
@@ -521,7 +585,7 @@ def make_report(inp:Inputs, # a data set whose truth is known
                 out, # the output folder of a finished `run`
                 cfg:RunConfig|None=None, # the run's options
                )->Path: # the report folder
-    "Write the report (confusion matrix, count errors per species, worst sequences) into `out/report`."
+    "Write the report (confusion matrix, count errors per species, worst sequences, masks tinted) into `out/report`."
     from iwildcam_nb.report import report, ReportOpts
     cfg, out = cfg or RunConfig(), Path(out)
     t = load_inputs(inp)
@@ -530,5 +594,5 @@ def make_report(inp:Inputs, # a data set whose truth is known
     seq = pd.read_csv(out/'preds'/'seq_preds.csv', dtype={'seq_id': str})
     preds = pd.read_csv(out/'preds'/'image_preds.csv', dtype={'image_id': str, 'seq_id': str})
     report(seq, _counts_long(truth), t.categories, test, inp.test_images, dets, preds, labels, out/'report',
-           ReportOpts(conf=cfg.crop_conf))
+           ReportOpts(conf=cfg.crop_conf), inp.masks)
     return out/'report'

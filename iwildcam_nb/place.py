@@ -5,22 +5,23 @@
 # %% ../nbs/09d_place.ipynb #1b09e6c2
 from __future__ import annotations
 import contextlib, io
+from pathlib import Path
 import numpy as np
 import pandas as pd
 from .core import InputError, log
 from .vocab import EMPTY, class_vocab
 from .data import load_coco
 from .detect import import_megadetector
-from .taxonomy import (geofence_from_training, is_blocked, load_gps_locations, locate, read_taxonomy,
-                                  speciesnet_decide, taxon_keys)
+from .taxonomy import (blocked_classes, fence_probs, geofence_from_training, load_gps_locations, locate,
+                                  read_taxonomy, speciesnet_decide, taxon_keys)
 from .priors import PriorConfig, choose_prior_weight, prior_lift, sightings, apply_prior
+from .habitat import HabitatConfig, choose_habitat_weight, combine_lifts, habitat_features, habitat_lift
 from .pipeline import (Inputs, RunConfig, RunOutputs, answer_sequences, heldout_camera_probs,
                                   load_inputs)
 from . import metrics
 
 # %% auto #0
-__all__ = ['camera_places', 'blocked_classes', 'fence_probs', 'smooth_sequences', 'sequence_answers', 'right_at_level',
-           'place_rows']
+__all__ = ['camera_places', 'smooth_sequences', 'sequence_answers', 'right_at_level', 'place_rows']
 
 # %% ../nbs/09d_place.ipynb #cca58ab9
 def camera_places(images:pd.DataFrame, # images table: image_id, location
@@ -36,33 +37,6 @@ def camera_places(images:pd.DataFrame, # images table: image_id, location
     if country: p['country'] = p.country.where(p.country.notna(), country)
     if admin1: p['admin1'] = p.admin1.where(p.admin1.notna(), admin1)
     return p.where(p.notna(), None)
-
-# %% ../nbs/09d_place.ipynb #7cc37684
-def _known(v): return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-
-def blocked_classes(tax:pd.DataFrame, # checked taxonomy table (`taxonomy.read_taxonomy`)
-                    vocab:list[int], # class vocabulary: the columns
-                    places:pd.DataFrame, # per image_id: country, admin1 (`camera_places`)
-                    geofence:dict, # SpeciesNet geofence
-                   )->pd.DataFrame: # per image and class: True where the class may not be answered
-    "Which classes the geofence forbids at each photo's place."
-    if miss := sorted(set(vocab) - set(tax.category_id)):
-        raise InputError('taxonomy', f'category_id {miss[0]}', 'a class of the vocabulary is not in it')
-    keys = taxon_keys(tax.set_index('category_id').loc[vocab].reset_index())
-    where = [(_known(c), _known(a)) for c, a in places[['country', 'admin1']].itertuples(index=False)]
-    rule = {w: [k.strip(';') != '' and is_blocked(k, *w, geofence) for k in keys] for w in set(where)}
-    return pd.DataFrame([rule[w] for w in where], index=places.index, columns=vocab, dtype=bool)
-
-# %% ../nbs/09d_place.ipynb #587b44b5
-def fence_probs(probs:pd.DataFrame, # one row per photo (or crop), one column per class
-                blocked:pd.DataFrame, # the same rows and columns: True where blocked (`blocked_classes`)
-               )->pd.DataFrame: # probabilities without the blocked classes, rows summing to 1
-    "Blocked classes zeroed and each row renormalized; a row with every class blocked is left as it was."
-    b = blocked.reindex(index=probs.index, columns=probs.columns, fill_value=False).to_numpy(bool)
-    p = probs.to_numpy(float)
-    q = np.where(b, 0., p)
-    s = q.sum(1, keepdims=True)
-    return pd.DataFrame(np.where(s > 0, q/np.where(s > 0, s, 1), p), index=probs.index, columns=probs.columns)
 
 # %% ../nbs/09d_place.ipynb #6668775a
 def _md_file(answers:pd.DataFrame, animal:pd.Series)->tuple[dict, dict]:
@@ -189,22 +163,32 @@ def _fence_rows(run:_Run, places:pd.DataFrame, fence:dict, tax:pd.DataFrame)->li
     full, crop = fence_probs(run.r.full, blk), fence_probs(run.r.crop, _per_crop(blk, run.r.crops))
     return run.chain('geofence from training (blocked classes masked)', full, crop)
 
-def _prior_rows(run:_Run, gps:pd.DataFrame, cfg:PriorConfig, show_progress)->list:
-    "The chain with the location and time prior at the weight cross-validation chose on held-out cameras."
+def _lifted(run:_Run, lift:pd.DataFrame, weight:float)->tuple:
+    "Both models' probabilities times a per-image lift to the power `weight` (`priors.apply_prior`)."
+    crop_lift = _per_crop(lift, run.r.crops)
+    return apply_prior(run.r.full, lift, weight), apply_prior(run.r.crop, crop_lift, weight)
+
+def _prior_rows(run:_Run, gps:pd.DataFrame, cfg:PriorConfig, landsat, show_progress)->list:
+    "The chain with the GPS prior, then GPS + habitat, at the weights chosen on held-out training cameras."
     hp = heldout_camera_probs(run.t, run.out, run.cfg, show_progress)
     if hp.empty:
         log.info('place: no held-out training camera, so no prior weight can be chosen; prior rows left out')
         return []
     train = run.t.images[run.t.images.split == 'train']
-    held = train[train.image_id.isin(hp.index)]
-    lab = run.t.labels[run.t.labels.image_id.isin(hp.index)]
+    held, lab = train[train.image_id.isin(hp.index)], run.t.labels[run.t.labels.image_id.isin(hp.index)]
+    seen, cams = sightings(train, run.t.labels, cfg.count_by), held.location.nunique()
     ch = choose_prior_weight(hp, held, lab, gps, run.vocab, cfg)
-    lift = prior_lift(run.test, sightings(train, run.t.labels, cfg.count_by), gps, run.vocab, cfg)
-    full = apply_prior(run.r.full, lift, ch.weight)
-    crop = apply_prior(run.r.crop, _per_crop(lift, run.r.crops), ch.weight)
-    cams = held.location.nunique()
+    lift = prior_lift(run.test, seen, gps, run.vocab, cfg)
     name = f'location + time prior, weight {ch.weight:g} (cross-validated on {cams} held-out cameras)'
-    return run.chain(name, full, crop)
+    rows = run.chain(name, *_lifted(run, lift, ch.weight))
+    if landsat is None or not Path(landsat).is_dir():
+        log.info('place: no Landsat arrays given; habitat prior rows left out')
+        return rows
+    feats = habitat_features(landsat)
+    hc = choose_habitat_weight(hp, held, lab, gps, feats, run.vocab, HabitatConfig(), cfg)
+    both = combine_lifts(lift, habitat_lift(run.test, seen, feats, run.vocab), hc.w_gps, hc.w_habitat)
+    name = f'habitat {hc.w_habitat:g} + location {hc.w_gps:g} prior (cross-validated on {cams} held-out cameras)'
+    return rows + run.chain(name, *_lifted(run, both, 1.))
 
 # %% ../nbs/09d_place.ipynb #b6e8b1ea
 def _rule_rows(run:_Run, tax:pd.DataFrame, places:pd.DataFrame, fence:dict)->list:
@@ -235,7 +219,6 @@ def place_rows(inp:Inputs, # a data set whose truth is known, with `taxonomy` an
                show_progress:bool|None=None, # held-out prediction's progress bar; None = only on a terminal
               )->pd.DataFrame: # measure, method, score: as `pipeline.evaluate`
     "Score the geofence, the prior and SpeciesNet's rules with smoothing on a finished run, beside the run."
-    from pathlib import Path
     run = _Run(inp, Path(out), cfg or RunConfig())
     rows = run.chain('as run', run.r.full, run.r.crop)
     if inp.taxonomy is None or inp.gps is None:
@@ -245,6 +228,6 @@ def place_rows(inp:Inputs, # a data set whose truth is known, with `taxonomy` an
     places = camera_places(run.t.images, gps)
     fence = geofence_from_training(run.t.labels.merge(places.reset_index(), on='image_id'), tax)
     rows += _fence_rows(run, places, fence, tax)
-    rows += _prior_rows(run, gps, prior or PriorConfig(), show_progress)
+    rows += _prior_rows(run, gps, prior or PriorConfig(), inp.landsat, show_progress)
     rows += _rule_rows(run, tax, places, fence)
     return pd.DataFrame(rows, columns=['measure', 'method', 'score'])

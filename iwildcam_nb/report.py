@@ -152,13 +152,13 @@ def _confusions(r:Report, pred_counts, true_counts, categories, images, image_pr
         r.figures[name] = plot_confusion(tab, o.normalize, title=title, max_classes=o.max_classes)[0]
 
 def _worst_views(r:Report, pred_counts, true_counts, categories, images, root, detections, image_preds,
-                 o:ReportOpts):
+                 o:ReportOpts, masks=None):
     "The worst-sequence table and, when frames are available, one figure per sequence."
     r.tables['worst_sequences'] = w = worst_sequences(pred_counts, true_counts, o.n_worst, categories)
     if images is None or root is None: return
     for k, s in enumerate(w.seq_id, 1):
         r.figures[f'worst_{k}'] = show_sequence(s, images, root, detections, true_counts, pred_counts, o.conf,
-                                                o.max_frames, o.thumb, categories, image_preds)
+                                                o.max_frames, o.thumb, categories, image_preds, masks)
 
 def report(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, category_id, count (score)
            true_counts:pd.DataFrame, # true counts: seq_id, category_id, count
@@ -170,13 +170,14 @@ def report(pred_counts:pd.DataFrame, # predicted counts (seq_preds): seq_id, cat
            labels:pd.DataFrame|None=None, # true frame labels (image_id, category_id)
            out_dir=None, # when given, figures are saved there as PNG and tables as CSV
            opts:ReportOpts|None=None, # what to show and how
+           masks=None, # instance masks (folder of `<image_id>.png` or dict), tinted on the worst frames
           )->Report:
     "Confusion matrix, per-species count errors and the worst sequences as figures and tables, maybe saved."
     o, r = opts or ReportOpts(), Report()
     _confusions(r, pred_counts, true_counts, categories, images, image_preds, labels, o)
     r.tables['count_errors'] = count_errors(pred_counts, true_counts, categories)
     r.figures['count_errors'] = plot_count_errors(pred_counts, true_counts, categories, o.kind)[0]
-    _worst_views(r, pred_counts, true_counts, categories, images, root, detections, image_preds, o)
+    _worst_views(r, pred_counts, true_counts, categories, images, root, detections, image_preds, o, masks)
     if out_dir is not None: save_report(r, out_dir, o.dpi)
     return r
 

@@ -14,13 +14,14 @@ from PIL import Image, ImageDraw
 from .core import InputError, atomic_path, read_json, write_json, write_csv, log
 from .scenes import SPECIES, Location
 from .simulate import (
-    SampleConfig, SeqPlan, frame_labels, make_locations, plan_sequences, render_sequence, sample_uuid)
+    MaskSim, SampleConfig, SeqPlan, frame_labels, make_locations, plan_sequences, render_sequence, sample_uuid)
 from .supplements import SupplementConfig, closeups, place_cameras, taxonomy_table
+from .landsat import RS_DIR, write_landsat
 if TYPE_CHECKING: import pandas as pd
 
 # %% auto #0
-__all__ = ['SAMPLE_FILES', 'INAT_DIR', 'make_sample', 'sample_is_current', 'read_sample', 'summarize_sample', 'species_table',
-           'sample_sheet']
+__all__ = ['SAMPLE_FILES', 'INAT_DIR', 'MASKS_DIR', 'make_sample', 'sample_is_current', 'read_sample', 'summarize_sample',
+           'species_table', 'sample_sheet']
 
 # %% ../nbs/02_sample.ipynb #436bfb9b
 SAMPLE_FILES = dict(
@@ -37,6 +38,7 @@ SAMPLE_FILES = dict(
     inat='metadata/inaturalist_2017_to_iwildcam_train.json',
     supplements='metadata/sample_supplements.json')
 INAT_DIR = 'inaturalist_2017' # folder of the close-ups, to which the iNat file's `file_name`s are relative
+MASKS_DIR = 'instance_masks' # folder of the instance masks, `<image_id>.png`
 
 # %% ../nbs/02_sample.ipynb #5de9f50d
 def _fmt(dt:datetime)->str: return f'{dt:%Y-%m-%d %H:%M:%S}.{dt.microsecond//1000:03d}'
@@ -63,13 +65,18 @@ def _save_jpg(img:np.ndarray, dest:Path, quality:int):
     "Save `img` as a JPEG at `dest`, atomically."
     with atomic_path(dest) as tmp: Image.fromarray(img).save(tmp, format='JPEG', quality=quality)
 
+def _save_png(a:np.ndarray, dest:Path):
+    "Save a single-channel integer array as a PNG at `dest`, atomically."
+    with atomic_path(dest) as tmp: Image.fromarray(a).save(tmp, format='PNG', compress_level=1)
+
 def _write_sequence(out:Path, p:SeqPlan, loc:Location, c:SampleConfig, seed:int, acc:dict):
-    "Draw, save and record every frame of one sequence into the accumulator `acc`."
-    frames = render_sequence(p, loc, c, seed)
-    labels = frame_labels([v for _,v,_ in frames])
-    for t,((img,vis,dets),lab) in enumerate(zip(frames, labels)):
+    "Draw, save and record every frame of one sequence (and its instance mask) into the accumulator `acc`."
+    frames = render_sequence(p, loc, c, seed, masks=MaskSim())
+    labels = frame_labels([v for _,v,*_ in frames])
+    for t,((img,vis,dets,mask),lab) in enumerate(zip(frames, labels)):
         iid = sample_uuid(seed, 'img', p.loc, p.k, t)
         _save_jpg(img, out/p.split/f'{iid}.jpg', c.jpeg_quality)
+        if dets: _save_png(mask, out/MASKS_DIR/f'{iid}.png')
         acc[p.split+'_images'].append(_image_rec(iid, p, loc, t, c))
         ann = dict(id=sample_uuid(seed, 'ann', iid), image_id=iid, category_id=lab)
         acc[p.split+'_annotations'].append(ann)
@@ -77,7 +84,7 @@ def _write_sequence(out:Path, p:SeqPlan, loc:Location, c:SampleConfig, seed:int,
         acc['boxes'] += [dict(image_id=iid, seq_id=p.seq_id,
                               **{k: round(v[k], 4) if isinstance(v[k], float) else v[k] for k in _BOX_FIELDS})
                          for v in vis]
-    acc['counts'] += _count_rows(p, [v for _,v,_ in frames])
+    acc['counts'] += _count_rows(p, [v for _,v,*_ in frames])
 
 # %% ../nbs/02_sample.ipynb #bbc2b799
 def _categories(c:SampleConfig, anns:list)->list:
@@ -127,7 +134,7 @@ def _write_inat(out:Path, tax:pd.DataFrame, s:SupplementConfig, seed:int, rights
                 licenses=[dict(id=1, name='synthetic drawing, no rights reserved', url='')])
 
 def _write_supplements(out:Path, locs:list, c:SampleConfig, s:SupplementConfig, seed:int):
-    "Write the GPS file, true places, taxonomy and iNat-like set, `supplements` last; drop stale close-ups."
+    "Write the GPS file, places, taxonomy, iNat-like set and Landsat arrays, `supplements` last; drop stale ones."
     pl = place_cameras(locs, s, seed)
     gps = {str(r.location): dict(latitude=r.latitude, longitude=r.longitude)
            for r in pl[~pl.withheld].sort_values('location').itertuples()}
@@ -139,11 +146,12 @@ def _write_supplements(out:Path, locs:list, c:SampleConfig, s:SupplementConfig, 
     write_json(inat, out/SAMPLE_FILES['inat'])
     keep = {out/INAT_DIR/r['file_name'] for r in inat['images']}
     for f in [f for f in (out/INAT_DIR).rglob('*.jpg') if f not in keep]: f.unlink()
+    write_landsat(out, locs, seed)
     write_json(dict(generator='iwildcam_nb.sample.make_sample', seed=seed, config=asdict(s)),
                out/SAMPLE_FILES['supplements'])
 
 # %% ../nbs/02_sample.ipynb #e955f080
-_LAYOUT = {'train', 'test', 'metadata', INAT_DIR}
+_LAYOUT = {'train', 'test', 'metadata', INAT_DIR, MASKS_DIR, RS_DIR}
 
 def _prepare(out:Path)->Path:
     "Check `out` is new, empty or an earlier sample; forget the earlier one's completion marks."
@@ -155,10 +163,12 @@ def _prepare(out:Path)->Path:
     return out
 
 def _remove_stale(out:Path, acc:dict):
-    "Delete frames of an earlier, different sample that this run did not write."
+    "Delete frames and masks of an earlier, different sample that this run did not write."
     keep = {r['file_name'] for k in ('train_images', 'test_images') for r in acc[k]}
     stale = [f for s in ('train', 'test') if (out/s).is_dir()
              for f in (out/s).glob('*.jpg') if f.name not in keep]
+    masks = {r['id'] + '.png' for r in acc['md'] if r['detections']}
+    stale += [f for f in (out/MASKS_DIR).glob('*.png') if f.name not in masks]
     for f in stale: f.unlink()
 
 # %% ../nbs/02_sample.ipynb #8c8f296d
@@ -173,6 +183,7 @@ def make_sample(out_dir, # folder to write (new, empty, or an earlier sample, wh
     "Write a deterministic camera-trap data set in the iWildCam 2021 layout under `out_dir`; return its path."
     c,s = replace(cfg or SampleConfig(), **kwargs),supplements or SupplementConfig()
     out = _prepare(Path(out_dir))
+    (out/MASKS_DIR).mkdir(parents=True, exist_ok=True)
     locs = make_locations(c, seed)
     acc = {k: [] for k in _ACC}
     for p in plan_sequences(locs, c, seed): _write_sequence(out, p, locs[p.loc], c, seed, acc)
@@ -192,7 +203,8 @@ def sample_is_current(out_dir, # a folder that may hold a finished sample
                      )->bool:
     "True if `out_dir` holds a finished sample made with exactly this seed and configuration."
     fs = [Path(out_dir)/SAMPLE_FILES[k] for k in ('info', 'supplements')]
-    if not all(f.exists() for f in fs): return False
+    if not all(f.exists() for f in fs) or not all((Path(out_dir)/d).is_dir() for d in (MASKS_DIR, RS_DIR)):
+        return False
     info,sup = map(read_json, fs)
     try: made,made_s = SampleConfig(**info.get('config', {})),SupplementConfig(**sup.get('config', {}))
     except (TypeError, ValueError): return False

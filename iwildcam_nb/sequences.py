@@ -10,8 +10,9 @@ from .core import require_columns, DETECTOR_CONF, InputError
 from .vocab import EMPTY, ROW_BLOCK
 
 # %% auto #0
-__all__ = ['VOTE_RULES', 'HUMAN_NAMES', 'VEHICLE_NAMES', 'check_image_preds', 'majority_vote', 'seq_mean_probs', 'mean_prob_vote',
-           'seq_vote', 'special_ids', 'dets_with_seq', 'detector_facts', 'VoteConfig', 'decide_sequences']
+__all__ = ['SEQ_BLOCK', 'VOTE_RULES', 'HUMAN_NAMES', 'VEHICLE_NAMES', 'check_image_preds', 'seq_blocks', 'majority_vote',
+           'seq_mean_probs', 'mean_prob_vote', 'seq_vote', 'special_ids', 'image_rows', 'dets_with_seq',
+           'detector_facts', 'VoteConfig', 'decide_sequences']
 
 # %% ../nbs/07_sequences.ipynb #93f945bd
 def check_image_preds(preds:pd.DataFrame, # image_preds: image_id, seq_id, label, score (+ source)
@@ -26,6 +27,20 @@ def check_image_preds(preds:pd.DataFrame, # image_preds: image_id, seq_id, label
         if bad.any(): raise InputError(source, f'row {preds.image_id[bad].iloc[0]!r}', f'{c} is missing')
     return preds.astype({'label': int, 'score': float})
 
+# %% ../nbs/07_sequences.ipynb #df8c8c2c
+SEQ_BLOCK = 131_072 # rows (photos, boxes) per block of whole sequences in the per-sequence work
+
+def seq_blocks(codes:np.ndarray, # each row's sequence as an integer code >= 0
+               block:int|None=None, # about this many rows per block; None: `SEQ_BLOCK` (read at call time)
+              )->list[np.ndarray]: # row positions of each block, rows in their order; one block if it fits
+    "Rows in blocks of whole sequences: ranges of sequence codes of about `block` rows each."
+    block = SEQ_BLOCK if block is None else block
+    k = -(-len(codes)//max(int(block), 1)) # blocks wanted
+    if k <= 1: return [np.arange(len(codes))]
+    b = np.asarray(codes, np.int64)*k//(int(codes.max()) + 1) # block of each row: a range of codes
+    o = np.argsort(b.astype(np.int16 if k < 2**15 else np.int64), kind='stable') # small ints: radix sort
+    return [x for x in np.split(o, np.cumsum(np.bincount(b, minlength=k))[:-1]) if len(x)]
+
 # %% ../nbs/07_sequences.ipynb #95501ab1
 def _seq_codes(preds:pd.DataFrame)->tuple:
     "(each image's sequence as an integer code, the seq_ids in order of first appearance)."
@@ -35,14 +50,16 @@ def _seq_codes(preds:pd.DataFrame)->tuple:
 def _majority(preds:pd.DataFrame, codes:np.ndarray, uniq:pd.Index)->pd.DataFrame:
     "`majority_vote` on the sequence `codes` of `_seq_codes`."
     lab, sc = preds.label.to_numpy(), preds.score.to_numpy(float)
-    score = pd.Series(sc).groupby(codes).mean().to_numpy(copy=True) # all-empty: its images' mean score
-    label = np.full(len(uniq), EMPTY)
-    ne = lab != EMPTY
-    g = (pd.DataFrame({'s': codes[ne], 'label': lab[ne], 'score': sc[ne]})
-         .groupby(['s', 'label'], sort=False).score.agg(['size', 'sum']).reset_index())
-    w = g.sort_values(['size', 'sum'], ascending=False, kind='stable').drop_duplicates('s')
-    label[w.s.to_numpy()] = w.label.to_numpy()
-    score[w.s.to_numpy()] = (w['sum']/w['size']).to_numpy()
+    label, score = np.full(len(uniq), EMPTY), np.zeros(len(uniq))
+    for r in seq_blocks(codes): # by blocks of whole sequences: small tables, the same numbers
+        m = pd.Series(sc[r]).groupby(codes[r]).mean() # all-empty: its images' mean score
+        score[m.index.to_numpy()] = m.to_numpy()
+        r = r[lab[r] != EMPTY]
+        g = (pd.DataFrame({'s': codes[r], 'label': lab[r], 'score': sc[r]})
+             .groupby(['s', 'label'], sort=False).score.agg(['size', 'sum']).reset_index())
+        w = g.sort_values(['size', 'sum'], ascending=False, kind='stable').drop_duplicates('s')
+        label[w.s.to_numpy()] = w.label.to_numpy()
+        score[w.s.to_numpy()] = (w['sum']/w['size']).to_numpy()
     return pd.DataFrame({'label': label.astype(int), 'score': score}, index=uniq)
 
 def majority_vote(preds:pd.DataFrame, # checked image_preds
@@ -101,6 +118,13 @@ def _group_mean(a:np.ndarray, c:np.ndarray, rows:np.ndarray|None=None, block:int
         codes = np.searchsorted(ub, cs[i:j])
         out[b*block:(b + 1)*block] = _block_mean(a[rows[o[i:j]]], codes, len(ub), mono, nan)
     return u, out
+
+def _mean_codes(probs:pd.DataFrame, c:np.ndarray, seqs:pd.Index, u:np.ndarray,
+                want:np.ndarray|None=None)->tuple:
+    "(codes in `uniq` of the sequences, their mean probability rows) of `_seq_rows`; those `want` flags."
+    rows = None if want is None else np.flatnonzero(want[u][c])
+    g, m = _group_mean(probs.to_numpy(), c if rows is None else c[rows], rows)
+    return u[g], m
 
 def _mean_rows(probs:pd.DataFrame, c:np.ndarray, seqs:pd.Index, u:np.ndarray,
                want:np.ndarray|None=None)->pd.DataFrame:
@@ -171,15 +195,21 @@ def special_ids(categories:pd.DataFrame, # categories table: category_id, name
     return {'person': first(human_names), 'vehicle': first(vehicle_names)}
 
 # %% ../nbs/07_sequences.ipynb #cfb643b3
-def dets_with_seq(dets:pd.DataFrame, # detections: image_id, category, conf (+ det_idx, box)
-                  images:pd.DataFrame, # images table: image_id, seq_id (+ frame_num)
-                 )->pd.DataFrame: # the boxes of photos in `images`, with seq_id (+ frame_num)
-    "Each box with its photo's seq_id and frame_num; boxes of photos outside `images` are dropped."
+def image_rows(dets:pd.DataFrame, # detections: image_id, category, conf
+               images:pd.DataFrame, # images table: image_id (unique)
+              )->np.ndarray: # a row number of `images` per box, -1: not there
+    "The row of `images` holding each box's photo (-1: not there); a photo twice is an `InputError`."
     require_columns(dets, ('image_id', 'category', 'conf'), 'detections')
     ids = pd.Index(images.image_id)
     if not ids.is_unique:
         raise InputError('images', f'row {ids[ids.duplicated()][0]!r}', 'image appears twice')
-    k = ids.get_indexer(dets.image_id)
+    return ids.get_indexer(dets.image_id)
+
+def dets_with_seq(dets:pd.DataFrame, # detections: image_id, category, conf (+ det_idx, box)
+                  images:pd.DataFrame, # images table: image_id, seq_id (+ frame_num)
+                 )->pd.DataFrame: # the boxes of photos in `images`, with seq_id (+ frame_num)
+    "Each box with its photo's seq_id and frame_num; boxes of photos outside `images` are dropped."
+    k = image_rows(dets, images)
     keep = k >= 0
     d = dets[keep].assign(seq_id=images.seq_id.to_numpy()[k[keep]])
     return d.assign(frame_num=images.frame_num.to_numpy()[k[keep]]) if 'frame_num' in images.columns else d
@@ -198,6 +228,37 @@ def detector_facts(dets:pd.DataFrame, # detections: image_id, category, conf (+ 
     animal = pd.Series(conf[an]).groupby(c[an]).max().reindex(c[top]).fillna(0.).to_numpy()
     return pd.DataFrame({'top_category': d.category.to_numpy()[top], 'top_conf': d.conf.to_numpy()[top],
                          'animal_conf': animal}, index=pd.Index(u[c[top]], name='seq_id'))
+
+def _box_codes(dets:pd.DataFrame, images:pd.DataFrame, preds:pd.DataFrame, codes:np.ndarray,
+               uniq:pd.Index)->tuple:
+    "(conf, category, code in `uniq` of the sequence) of each box of a photo in `images` of a voted sequence."
+    k = image_rows(dets, images)
+    keep = k >= 0
+    k, s = k[keep], images.seq_id.to_numpy()
+    same = len(s) == len(codes) and bool((s == preds.seq_id.to_numpy()).all()) # the usual case: no hashing
+    c = codes[k] if same else uniq.get_indexer(s[k])
+    ok = c >= 0
+    return dets.conf.to_numpy()[keep][ok], dets.category.to_numpy()[keep][ok], c[ok]
+
+def _seq_facts(conf:np.ndarray, cat:np.ndarray, c:np.ndarray, n:int)->pd.DataFrame:
+    "`detector_facts` of boxes in sequences `c` (codes 0..n-1), a row per code; no box: '', 0, 0."
+    cf, an = conf.astype(float), cat == 'animal'
+    if np.isnan(cf).any(): # rare: the sorting way, which puts NaN last
+        o = np.argsort(-cf, kind='stable')
+        top = o[np.unique(c[o], return_index=True)[1]]
+    else: # each sequence's most confident box, the first on ties: linear, no sort
+        mx, top = np.full(n, -np.inf), np.full(n, len(cf))
+        np.maximum.at(mx, c, cf)
+        at = np.flatnonzero(cf == mx[c])
+        np.minimum.at(top, c[at], at)
+        top = top[top < len(cf)]
+    animal = pd.Series(cf[an]).groupby(c[an]).max()
+    f = pd.DataFrame({'top_category': np.full(n, '', object), 'top_conf': np.zeros(n, conf.dtype),
+                      'animal_conf': np.zeros(n)})
+    f.iloc[c[top], 0], f.iloc[c[top], 1] = cat[top], conf[top]
+    f.iloc[animal.index.to_numpy(), 2] = animal.fillna(0.).to_numpy()
+    return f
+
 
 # %% ../nbs/07_sequences.ipynb #920ee8e0
 @dataclass
@@ -221,21 +282,25 @@ def _masked_rowmax(a:np.ndarray, keep:np.ndarray)->np.ndarray:
     e = np.flatnonzero(np.diff(np.r_[0, keep.astype(int), 0])) # starts and ends of the runs of kept columns
     return np.max([a[:, i:j].max(1) for i, j in zip(e[::2], e[1::2])], axis=0)
 
-def _nonempty_best(preds:pd.DataFrame, codes:np.ndarray, uniq:pd.Index, probs:pd.DataFrame|None,
-                   rows:tuple|None, m:pd.DataFrame|None, skip:list)->pd.DataFrame:
-    "Per sequence: `sure`, any image's best non-empty prob; `label`, `score`: the best non-empty mean prob."
+def _nonempty_best(preds:pd.DataFrame, codes:np.ndarray, n:int, probs:pd.DataFrame|None,
+                   rows:tuple|None, m:tuple|None, skip:list)->tuple:
+    "Per code 0..n-1: `sure`, any image's best non-empty prob; `label`, `score`: best non-empty mean prob."
     if probs is None:
         ne = preds.label.to_numpy() != EMPTY
         s = pd.Series(preds.score.to_numpy(float)[ne]).groupby(codes[ne]).max()
-        return pd.DataFrame({'sure': s.to_numpy(), 'label': np.nan, 'score': np.nan}, index=uniq[s.index])
+        sure = np.full(n, np.nan)
+        sure[s.index.to_numpy()] = s.to_numpy()
+        return sure, np.full(n, np.nan), np.full(n, np.nan)
     cols = np.asarray(probs.columns)
     keep = (cols != EMPTY) & ~np.isin(cols, skip) # mask the empty column (and person, vehicle): no copy
-    if not keep.any(): return pd.DataFrame(columns=['sure', 'label', 'score'], dtype=float)
-    sure = pd.Series(_masked_rowmax(probs.to_numpy(), keep)).groupby(rows[0]).max().set_axis(rows[1])
-    a = m.to_numpy()
-    k = _row_argmax(a, keep)
-    best = pd.DataFrame({'label': cols[k].astype(float), 'score': a[np.arange(len(a)), k]}, index=m.index)
-    return sure.to_frame('sure').join(best) # `m` may cover only some sequences (see `decide_sequences`)
+    if not keep.any(): return np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    s = pd.Series(_masked_rowmax(probs.to_numpy(), keep)).groupby(rows[0]).max()
+    (g, a), k = m, _row_argmax(m[1], keep) # `m` may cover only some sequences (see `decide_sequences`)
+    sure, label, score = np.full(n, np.nan, s.dtype), np.full(n, np.nan), np.full(n, np.nan, a.dtype)
+    sure[rows[2][s.index.to_numpy()]] = s.to_numpy()
+    label[g], score[g] = cols[k].astype(float), a[np.arange(len(a)), k]
+    return sure, label, score
+
 
 # %% ../nbs/07_sequences.ipynb #bd283361
 def _rules(v:pd.DataFrame, f:pd.DataFrame, nb:pd.DataFrame, ids:dict, cfg:VoteConfig)->list:
@@ -262,19 +327,22 @@ def decide_sequences(preds:pd.DataFrame, # image_preds: image_id, seq_id, label,
     cfg = cfg or VoteConfig()
     preds = check_image_preds(preds)
     _check_rule(cfg.rule, probs)
-    codes, uniq = _seq_codes(preds) # sequences as integers, once
+    codes, uniq = _seq_codes(preds) # sequences as integers, once; no text keys after this
     rows = None if probs is None else _seq_rows(probs, preds, codes, uniq)
-    m = _mean_rows(probs, *rows) if cfg.rule == 'mean_prob' else None # once: the vote and the animal-box rule
-    v = (_majority(preds, codes, uniq) if m is None else _best_of(m)).assign(source=f'vote:{cfg.rule}')
+    m = _mean_codes(probs, *rows) if cfg.rule == 'mean_prob' else None # once: vote and animal-box rule
+    v = (_majority(preds, codes, uniq) if m is None else _best_of(pd.DataFrame(
+         m[1], index=pd.Index(uniq[m[0]], name='seq_id'), columns=probs.columns, copy=False)))
+    v = v.assign(source=f'vote:{cfg.rule}')
     if not cfg.use_detector: return v
+    vc = np.arange(len(uniq)) if m is None else m[0] # the code of each row of `v`
     ids = special_ids(categories, cfg.human_names, cfg.vehicle_names)
-    f = (detector_facts(dets, images).reindex(v.index)
-         .fillna({'animal_conf': 0., 'top_conf': 0., 'top_category': ''}))
+    f = _seq_facts(*_box_codes(dets, images, preds, codes, uniq), len(uniq)).iloc[vc].set_axis(v.index)
     if m is None and rows is not None: # majority vote: mean probs only where the animal-box rule may fire
-        m = _mean_rows(probs, *rows,
-                       ((v.label == EMPTY) & (f.animal_conf >= cfg.animal_box_sure)).to_numpy())
-    nb = _nonempty_best(preds, codes, uniq, probs, rows, m, [i for i in ids.values() if i is not None]
-                        ).reindex(v.index)
+        want = np.zeros(len(uniq), bool)
+        want[vc] = ((v.label == EMPTY) & (f.animal_conf >= cfg.animal_box_sure)).to_numpy()
+        m = _mean_codes(probs, *rows, want)
+    nb = _nonempty_best(preds, codes, len(uniq), probs, rows, m, [i for i in ids.values() if i is not None])
+    nb = pd.DataFrame(dict(zip(('sure', 'label', 'score'), (x[vc] for x in nb))), index=v.index)
     for mask, lab, sc, src in _rules(v, f, nb, ids, cfg)[::-1]: # last first: the first rule that fires wins
         k = mask.fillna(False).to_numpy(bool)
         v.loc[k, 'label'] = lab[k].to_numpy().astype(int) if isinstance(lab, pd.Series) else lab

@@ -13,7 +13,8 @@ from .scenes import SPECIES, DEFAULT_SPECIES, Location, draw_animal, make_scene,
 
 # %% auto #0
 __all__ = ['DetectorSim', 'SampleConfig', 'make_locations', 'sample_uuid', 'Individual', 'SeqPlan', 'MotionSim', 'realistic_path',
-           'plan_sequences', 'render_frame', 'simulate_md', 'render_sequence', 'frame_labels']
+           'plan_sequences', 'render_frame', 'simulate_md', 'MaskSim', 'simulate_deepmac', 'render_sequence',
+           'frame_labels']
 
 # %% ../nbs/01d_simulate.ipynb #25c953db
 @dataclass
@@ -371,16 +372,9 @@ def _visible(owner, idx:int, full:int, o:Individual)->dict|None:
                 w=(xs.max()+1-x0)/W, h=(ys.max()+1-y0)/H, visible_fraction=len(xs)/full, pixels=len(xs))
 
 # %% ../nbs/01d_simulate.ipynb #e31337dd
-def render_frame(loc:Location, # where: scenery
-                 inds:list, # the sequence's `Individual`s
-                 t:int, # frame number
-                 c:SampleConfig, # configuration
-                 rng, # numpy Generator for the noise
-                 light:float=1., # exposure
-                 sway:int=0, # horizontal shift of the foreground vegetation, in pixels
-                 night:bool=False, # infrared night frame
-                )->tuple:
-    "Draw frame `t`: (uint8 H x W x 3 image, list of visible-individual dicts)."
+def _draw_frame(loc:Location, inds:list, t:int, c:SampleConfig, rng, light:float=1., sway:int=0,
+                night:bool=False)->tuple:
+    "`render_frame`'s image and visible individuals, and the owner map: the individual seen at each pixel, -1 none."
     img = loc.bg*light
     owner,full = np.full(img.shape[:2], -1, np.int16), {}
     for i,o,x,y,L in _placements(inds, t, loc, c):
@@ -394,7 +388,19 @@ def render_frame(loc:Location, # where: scenery
     if night: img = to_infrared(img, loc.horizon)
     noise = rng.standard_normal(img.shape[:2] + ((1,) if night else (3,)), dtype=np.float32)
     img = (img + noise*c.noise*(2 if night else 1)).clip(0, 255).astype(np.uint8)
-    return img, [v for i in sorted(full) if (v := _visible(owner, i, full[i], inds[i]))]
+    return img, [v for i in sorted(full) if (v := _visible(owner, i, full[i], inds[i]))], owner
+def render_frame(loc:Location, # where: scenery
+                 inds:list, # the sequence's `Individual`s
+                 t:int, # frame number
+                 c:SampleConfig, # configuration
+                 rng, # numpy Generator for the noise
+                 light:float=1., # exposure
+                 sway:int=0, # horizontal shift of the foreground vegetation, in pixels
+                 night:bool=False, # infrared night frame
+                )->tuple:
+    "Draw frame `t`: (uint8 H x W x 3 image, list of visible-individual dicts)."
+    return _draw_frame(loc, inds, t, c, rng, light, sway, night)[:2]
+
 
 # %% ../nbs/01d_simulate.ipynb #98c12b6a
 def _clip_box(x0, y0, x1, y1)->list:
@@ -410,6 +416,10 @@ def _iou(a:list, b:list)->float:
     inter = ix*iy
     return inter/(a[2]*a[3] + b[2]*b[3] - inter + 1e-12)
 
+def _src(v:dict)->tuple:
+    "The owner ids a box made from visible individual `v` covers (its `individual_id`; none if it has no id)."
+    return (v['individual_id'],) if 'individual_id' in v else ()
+
 def _detect(v:dict, rng, md:DetectorSim)->list:
     "Zero, one or two (split) detections of one visible individual `v`."
     q = min(1, v['visible_fraction']/md.full_vis)*min(1, min(v['w'], v['h'])/md.full_size)
@@ -420,9 +430,9 @@ def _detect(v:dict, rng, md:DetectorSim)->list:
     b = _clip_box(v['x']+j[0], v['y']+j[1], v['x']+v['w']+j[2], v['y']+v['h']+j[3])
     if b[2]*b[3] >= md.split_area and rng.random() < md.split_prob:
         f = rng.uniform(.5, .9, 2)
-        return [dict(category='1', conf=conf*f[0], bbox=[b[0], b[1], .6*b[2], b[3]]),
-                dict(category='1', conf=conf*f[1], bbox=[b[0]+.4*b[2], b[1], .6*b[2], b[3]])]
-    return [dict(category='1', conf=conf, bbox=b)]
+        return [dict(category='1', conf=conf*f[0], bbox=[b[0], b[1], .6*b[2], b[3]], src=_src(v)),
+                dict(category='1', conf=conf*f[1], bbox=[b[0]+.4*b[2], b[1], .6*b[2], b[3]], src=_src(v))]
+    return [dict(category='1', conf=conf, bbox=b, src=_src(v))]
 
 # %% ../nbs/01d_simulate.ipynb #47e7a00e
 def _merge(dets:list, rng, md:DetectorSim)->list:
@@ -432,7 +442,8 @@ def _merge(dets:list, rng, md:DetectorSim)->list:
         if _iou(a, b) >= md.merge_iou and rng.random() < md.merge_prob:
             u = _clip_box(min(a[0], b[0]), min(a[1], b[1]),
                           max(a[0]+a[2], b[0]+b[2]), max(a[1]+a[3], b[1]+b[3]))
-            m = dict(category='1', conf=max(dets[i]['conf'], dets[j]['conf'])*.95, bbox=u)
+            m = dict(category='1', conf=max(dets[i]['conf'], dets[j]['conf'])*.95, bbox=u,
+                     src=dets[i]['src'] + dets[j]['src'])
             return [d for k,d in enumerate(dets) if k not in (i, j)] + [m]
     return dets
 
@@ -443,21 +454,92 @@ def _false_positives(rng, md:DetectorSim, rate:float)->list:
         w,h = rng.uniform(.03, .2, 2)
         out.append(dict(category='2' if rng.random() < md.person_frac else '1',
                         conf=float(rng.uniform(.005, md.fp_max_conf)),
-                        bbox=_clip_box(x := rng.uniform(0, 1-w), y := rng.uniform(.3, 1-h), x+w, y+h)))
+                        bbox=_clip_box(x := rng.uniform(0, 1-w), y := rng.uniform(.3, 1-h), x+w, y+h), src=()))
     return out
 
 # %% ../nbs/01d_simulate.ipynb #52bab49d
+_MD_KEYS = ('category', 'conf', 'bbox') # the fields of a detection in the MegaDetector file
+
+def _md_sources(vis:list, rng, md:DetectorSim, empty_trigger:bool=False)->list:
+    "`simulate_md`'s detections, each with `src`: the owner ids (individuals) its box was made from."
+    dets = _merge([d for v in vis for d in _detect(v, rng, md)], rng, md)
+    dets += _false_positives(rng, md, md.fp_rate_empty if empty_trigger else md.fp_rate)
+    dets = [dict(category=d['category'], conf=max(.001, round(d['conf'], 3)),
+                 bbox=[round(x, 4) for x in d['bbox']], src=d['src']) for d in dets]
+    return sorted(dets, key=lambda d: -d['conf'])
+
 def simulate_md(vis:list, # visible individuals of one frame (as `render_frame` returns them)
                 rng, # numpy Generator
                 md:DetectorSim=DetectorSim(), # detector behaviour
                 empty_trigger:bool=False, # frame of a false trigger: more false boxes
                )->list:
     "MegaDetector-style detections for one frame, sorted by confidence, descending."
-    dets = _merge([d for v in vis for d in _detect(v, rng, md)], rng, md)
-    dets += _false_positives(rng, md, md.fp_rate_empty if empty_trigger else md.fp_rate)
-    dets = [dict(category=d['category'], conf=max(.001, round(d['conf'], 3)),
-                 bbox=[round(x, 4) for x in d['bbox']]) for d in dets]
-    return sorted(dets, key=lambda d: -d['conf'])
+    return [{k: d[k] for k in _MD_KEYS} for d in _md_sources(vis, rng, md, empty_trigger)]
+
+
+# %% ../nbs/01d_simulate.ipynb #4f6083b5
+@dataclass
+class MaskSim:
+    "How the simulated DeepMAC segments each box: rough edges, and a blob in boxes on nothing."
+    edge:int=1 # each mask's edge moves in or out by a random 0..edge pixels (erosion never empties it)
+    edge_noise:float=.25 # then each pixel on the mask's edge is dropped with this chance (a frayed outline)
+    fp_blob:tuple|None=(.25, .45) # a false box's blob: ellipse half-axes as shares of the box; None: no mask
+    def __post_init__(self): self.fp_blob = None if self.fp_blob is None else tuple(self.fp_blob) # JSON
+
+# %% ../nbs/01d_simulate.ipynb #5b4cfc45
+_ROCK = -2 # the rock's owner id in the owner map (individuals are 0, 1, ...; -1 is nothing)
+
+def _box_px(bbox:list, W:int, H:int)->tuple:
+    "Pixel bounds (x0, y0, x1, y1) of a normalized [x, y, w, h] box: every pixel it touches."
+    x,y,w,h = bbox
+    return (max(0, math.floor(x*W)), max(0, math.floor(y*H)),
+            min(W, math.ceil((x+w)*W)), min(H, math.ceil((y+h)*H)))
+
+def _grow(m:np.ndarray, r:int)->np.ndarray:
+    "`m` dilated (`r` > 0) or eroded (`r` < 0) by |r| pixels, 4-neighbourhood, inside its own bounds."
+    for _ in range(abs(r)):
+        p = np.pad(m, 1, constant_values=r < 0)
+        if r > 0: m = m | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+        else: m = m & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return m
+
+def _rough(m:np.ndarray, rng, ms:MaskSim)->np.ndarray:
+    "`m` with a segmenter's error: its edge moved by up to `ms.edge` pixels, then frayed (edge pixels dropped)."
+    r = int(rng.integers(-ms.edge, ms.edge + 1))
+    g = _grow(m, r)
+    if r < 0 and g.sum() < m.sum()/2: g = m # a thin animal survives erosion
+    ys, xs = np.nonzero(g ^ _grow(g, -1)) # the edge
+    flip = rng.random(len(ys)) < ms.edge_noise
+    g[ys[flip], xs[flip]] = False
+    return g
+
+def _blob(h:int, w:int, rng, ms:MaskSim)->np.ndarray:
+    "An ellipse of random size inside an `h` x `w` box: what a segmenter returns for a box on nothing."
+    a = rng.uniform(*ms.fp_blob, 2)
+    yy,xx = np.mgrid[0:h, 0:w]
+    return ((xx + .5 - w/2)/(a[0]*w))**2 + ((yy + .5 - h/2)/(a[1]*h))**2 <= 1
+
+# %% ../nbs/01d_simulate.ipynb #62e0e2a2
+def simulate_deepmac(owner:np.ndarray, # H x W: the individual seen at each pixel (-1: none), as drawn
+                     dets:list, # the frame's detections in file order (conf descending), normalized bbox
+                     sources:list, # per detection, the owner ids its box was made from (() for a false box)
+                     rng, # numpy Generator for the rough edges
+                     ms:MaskSim=MaskSim(), # segmenter behaviour
+                    )->np.ndarray: # uint8 H x W (uint16 beyond 255 boxes): 1-based detection index, 0 none
+    "A DeepMAC-style instance mask of one frame: each box's owners' pixels, rough, the more confident box first."
+    H,W = owner.shape
+    out = np.zeros((H, W), np.uint8 if len(dets) < 256 else np.uint16)
+    order = sorted(range(len(dets)), key=lambda k: -dets[k]['conf']) # stable: file order among ties
+    for k in order:
+        x0,y0,x1,y1 = _box_px(dets[k]['bbox'], W, H)
+        if x0 >= x1 or y0 >= y1: continue
+        if sources[k]: m = np.logical_or.reduce([owner[y0:y1, x0:x1] == s for s in sources[k]])
+        elif ms.fp_blob is None: continue
+        else: m = _blob(y1-y0, x1-x0, rng, ms)
+        m = _rough(m, rng, ms) if m.any() else m
+        win = out[y0:y1, x0:x1]
+        win[m & (win == 0)] = k + 1
+    return out
 
 # %% ../nbs/01d_simulate.ipynb #ee39ab13
 def _rock_here(p:SeqPlan, c:SampleConfig)->bool:
@@ -465,7 +547,7 @@ def _rock_here(p:SeqPlan, c:SampleConfig)->bool:
     return c.md.rock_split is not None and p.loc == (0 if c.md.rock_split == 'train' else c.n_train_locations)
 
 def _paint_rock(img:np.ndarray, box:tuple, light:float, night:bool):
-    "A grey, top-lit boulder drawn into `img` (in place) where `box` is; neutral grey at night (infrared)."
+    "A grey, top-lit boulder drawn into `img` (in place) where `box` is (grey at night); its pixels."
     h, w = img.shape[:2]
     x, y, bw, bh = box
     yy, xx = np.mgrid[0:h, 0:w]
@@ -473,6 +555,7 @@ def _paint_rock(img:np.ndarray, box:tuple, light:float, night:bool):
     inside = u**2 + v**2 <= 1
     shade = np.clip((118 - 40*v[inside])*min(light, 1.2), 0, 255)[:, None]
     img[inside] = (shade*np.array([1., 1., 1.] if night else [1., .97, .9])).astype(np.uint8)
+    return inside
 
 def _rock_box(rng, md:DetectorSim, width:int, height:int)->dict:
     "The detector's box on the rock: the same place give or take a fraction of a pixel, conf in `rock_conf`."
@@ -485,21 +568,26 @@ def render_sequence(p:SeqPlan, # the planned sequence
                     loc:Location, # its location
                     c:SampleConfig, # configuration
                     seed:int=0, # random seed
+                    masks:MaskSim|None=None, # also draw each frame's DeepMAC-style instance mask
                    )->list:
-    "Frames of one sequence as (uint8 image, visible individuals, MegaDetector detections)."
+    "Frames of one sequence as (uint8 image, visible individuals, MegaDetector detections[, instance mask])."
     rng,mdr = np.random.default_rng([seed, 3, p.loc, p.k]), np.random.default_rng([seed, 6, p.loc, p.k])
     amp,ph = c.width*(.03 if p.trigger == 'wind' else .004), rng.uniform(0, 2*math.pi)
     rock, rock_rng, out = _rock_here(p, c), np.random.default_rng([seed, 9, p.loc, p.k]), []
+    mrng = np.random.default_rng([seed, 11, p.loc, p.k]) # the masks' own: the frames stay as they were
     for t in range(p.n_frames):
         ramp = p.trigger == 'light'
         light = p.light*(.75 + .45*t/max(1, p.n_frames-1) if ramp else 1 + rng.normal(0, .01))
         sway = round(amp*math.sin(ph + 1.7*t))
-        img,vis = render_frame(loc, p.individuals, t, c, rng, light, sway, p.night)
-        dets = simulate_md(vis, mdr, c.md, p.trigger != 'animal')
+        img,vis,owner = _draw_frame(loc, p.individuals, t, c, rng, light, sway, p.night)
+        dets = _md_sources(vis, mdr, c.md, p.trigger != 'animal')
         if rock:
-            _paint_rock(img, c.md.rock_box, light, p.night)
-            dets = sorted(dets + [_rock_box(rock_rng, c.md, c.width, c.height)], key=lambda d: -d['conf'])
-        out.append((img, vis, dets))
+            owner[_paint_rock(img, c.md.rock_box, light, p.night)] = _ROCK # the rock is drawn in front
+            dets = sorted(dets + [dict(_rock_box(rock_rng, c.md, c.width, c.height), src=(_ROCK,))],
+                          key=lambda d: -d['conf'])
+        plain = [{k: d[k] for k in _MD_KEYS} for d in dets]
+        mask = (simulate_deepmac(owner, plain, [d['src'] for d in dets], mrng, masks),) if masks else ()
+        out.append((img, vis, plain) + mask)
     return out
 
 # %% ../nbs/01d_simulate.ipynb #b28110f4

@@ -14,7 +14,8 @@ from .core import require_file, require_columns, InputError, log, read_json, wri
 __all__ = ['LEVELS', 'SPECIESNET', 'ROLLUP_LEVELS', 'ADMIN1_COUNTRIES', 'check_taxonomy', 'taxonomy_from_categories',
            'read_taxonomy', 'taxon_keys', 'to_speciesnet_labels', 'from_speciesnet_labels', 'ancestor_key',
            'taxon_nodes', 'check_geofence', 'read_geofence', 'write_geofence', 'is_blocked', 'geofence_from_training',
-           'SpeciesNetRules', 'roll_up', 'speciesnet_decide', 'locate', 'load_gps_locations']
+           'blocked_classes', 'fence_probs', 'SpeciesNetRules', 'roll_up', 'speciesnet_decide', 'locate',
+           'load_gps_locations']
 
 # %% ../nbs/06a_taxonomy.ipynb #c3f1cd10
 LEVELS = ('class', 'order', 'family', 'genus', 'species') # SpeciesNet's taxonomy levels, highest first
@@ -287,6 +288,33 @@ def geofence_from_training(seen:pd.DataFrame, # per training image: category_id 
     for (k, c), r in st[st.n >= min_images].iterrows():
         allow.setdefault(k, {})[c] = r.regions if by_admin1 and not r.na else []
     return check_geofence(_propagate(allow))
+
+# %% ../nbs/06a_taxonomy.ipynb #a6fe4995
+def _known(v): return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+
+def blocked_classes(tax:pd.DataFrame, # checked taxonomy table (`taxonomy.read_taxonomy`)
+                    vocab:list[int], # class vocabulary: the columns
+                    places:pd.DataFrame, # per image_id: country, admin1 (`camera_places`)
+                    geofence:dict, # SpeciesNet geofence
+                   )->pd.DataFrame: # per image and class: True where the class may not be answered
+    "Which classes the geofence forbids at each photo's place."
+    if miss := sorted(set(vocab) - set(tax.category_id)):
+        raise InputError('taxonomy', f'category_id {miss[0]}', 'a class of the vocabulary is not in it')
+    keys = taxon_keys(tax.set_index('category_id').loc[vocab].reset_index())
+    where = [(_known(c), _known(a)) for c, a in places[['country', 'admin1']].itertuples(index=False)]
+    rule = {w: [k.strip(';') != '' and is_blocked(k, *w, geofence) for k in keys] for w in set(where)}
+    return pd.DataFrame([rule[w] for w in where], index=places.index, columns=vocab, dtype=bool)
+
+# %% ../nbs/06a_taxonomy.ipynb #40424e22
+def fence_probs(probs:pd.DataFrame, # one row per photo (or crop), one column per class
+                blocked:pd.DataFrame, # the same rows and columns: True where blocked (`blocked_classes`)
+               )->pd.DataFrame: # probabilities without the blocked classes, rows summing to 1
+    "Blocked classes zeroed and each row renormalized; a row with every class blocked is left as it was."
+    b = blocked.reindex(index=probs.index, columns=probs.columns, fill_value=False).to_numpy(bool)
+    p = probs.to_numpy(float)
+    q = np.where(b, 0., p)
+    s = q.sum(1, keepdims=True)
+    return pd.DataFrame(np.where(s > 0, q/np.where(s > 0, s, 1), p), index=probs.index, columns=probs.columns)
 
 # %% ../nbs/06a_taxonomy.ipynb #3e35d991
 @dataclass

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from pathlib import Path
-from .core import require_file, InputError, log, write_csv
+from .core import require_file, InputError, log, write_csv, atomic_path
 
 # %% auto #0
 __all__ = ['ROW_BLOCK', 'EMPTY', 'class_vocab', 'vocab_names', 'column_ids', 'check_probs', 'write_probs', 'read_probs']
@@ -77,20 +77,40 @@ def check_probs(probs:pd.DataFrame, # one row per image or crop, one column per 
     return p
 
 # %% ../nbs/00a_vocab.ipynb #f8d44bdd
+def _is_parquet(path)->bool:
+    "Whether `path` names a Parquet file (by its `.parquet` suffix); anything else is CSV."
+    return str(path).lower().endswith('.parquet')
+
+def _arrow(path):
+    "pyarrow, or an `InputError` naming `path` and how to install it."
+    try: import pyarrow
+    except ImportError: raise InputError(path, '-', 'a .parquet file needs pyarrow (pip install pyarrow)') from None
+    return pyarrow
+
 def write_probs(probs:pd.DataFrame, # probability table indexed by image_id or crop_id
-                dest, # CSV file to write (atomically)
+                dest, # file to write (atomically): `.parquet` (float32) or CSV (6 significant digits)
                )->Path:
-    "Write a probability table as CSV, 6 significant digits, index column first."
-    return write_csv(probs.rename_axis(probs.index.name or 'image_id').reset_index(), dest,
-                     float_format='%.6g')
+    "Write a probability table, index column first: Parquet if `dest` ends in .parquet, else CSV."
+    df = probs.rename_axis(probs.index.name or 'image_id').reset_index()
+    if not _is_parquet(dest): return write_csv(df, dest, float_format='%.6g')
+    _arrow(dest)
+    df = df.astype({c: 'float32' for c in df.columns[1:]}).astype({df.columns[0]: str})
+    with atomic_path(dest) as p: df.set_axis([str(c) for c in df.columns], axis=1).to_parquet(p, index=False)
+    return Path(dest)
 
 # %% ../nbs/00a_vocab.ipynb #2c7d9e41
-def read_probs(path, # CSV written by `write_probs`
+def _read_parquet(path:Path)->pd.DataFrame:
+    "A Parquet file as a DataFrame; an unreadable one is an `InputError`."
+    pa = _arrow(path)
+    try: return pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as e: raise InputError(path, '-', f'not a readable Parquet file ({e})') from None
+
+def read_probs(path, # file written by `write_probs`: `.parquet` or CSV
                vocab:list[int]|None=None, # if given, align and check with `check_probs`
               )->pd.DataFrame:
     "Read a probability table written by `write_probs`, its headers as integer category ids."
     path = require_file(path)
-    df = pd.read_csv(path, dtype={0: str})
+    df = _read_parquet(path) if _is_parquet(path) else pd.read_csv(path, dtype={0: str})
     df = df.set_index(df.columns[0])
     df.columns = column_ids(df.columns, str(path))
     return df if vocab is None else check_probs(df, vocab, str(path))

@@ -1,5 +1,5 @@
-"""The Camtrap DP package: written from the embedded sample it validates (frictionless against the 1.0 table schemas
-written in 08b, jsonschema against the profile's rules); one observation per sequence and species with its own count;
+"""The Camtrap DP package: written from the embedded sample it validates (frictionless against the standard's own 1.0
+profile and table schemas, vendored in iwildcam_nb/data/camtrap-dp); one observation per sequence and species with its own count;
 blank and unanswered sequences; missing coordinates and other bad input refused with one message naming it."""
 import json, logging
 import pandas as pd
@@ -152,7 +152,7 @@ def test_names_without_taxonomy(sample, tmp_path):
     assert all(set(t) == {'scientificName'} for t in json.loads(paths['datapackage'].read_text())['taxonomic'])
 
 def test_validator_names_the_problems(sample, tmp_path):
-    "Broken tables and metadata are each reported: a bad timestamp, a broken foreign key, a wrong enum, a missing field."
+    "Broken tables and metadata are each reported by frictionless with the 1.0 profile: a bad timestamp, a broken foreign key, a wrong enum, a missing field."
     paths = write(sample, tmp_path)
     m = read(paths, 'media')
     m.loc[0, 'timestamp'] = '2019-07-14 22:32:19'
@@ -161,9 +161,22 @@ def test_validator_names_the_problems(sample, tmp_path):
     o.loc[0, 'deploymentID'], o.loc[1, 'observationType'] = 'nowhere', 'ghost'
     o.to_csv(paths['observations'], index=False)
     d = json.loads(paths['datapackage'].read_text())
-    d['project'].pop('samplingDesign'); d['resources'][2]['schema'] = 'https://example.org/observations.json'
+    d['project'].pop('samplingDesign')
     (tmp_path/DATAPACKAGE).write_text(json.dumps(d))
     probs = '\n'.join(validate_camtrapdp(tmp_path))
-    for part in ("'samplingDesign' is a required property", "no 'observations' resource with a 1.0 schema", 'media: Type error in the cell "2019-07-14 22:32:19"',
+    for part in ("'samplingDesign' is a required property", 'media: Type error in the cell "2019-07-14 22:32:19"',
                  'observations: Row at position "2" violates the foreign key', 'observations: The cell "ghost"'):
         assert part in probs, (part, probs)
+
+def test_validator_insists_on_the_standard(sample, tmp_path):
+    "A package naming another schema or no Camtrap DP profile is refused; a URL that is not vendored is not fetched."
+    paths = write(sample, tmp_path)
+    d = json.loads(paths['datapackage'].read_text())
+    d['resources'][2]['schema'] = 'https://example.org/observations.json'
+    (tmp_path/DATAPACKAGE).write_text(json.dumps(d))
+    probs = '\n'.join(validate_camtrapdp(tmp_path))
+    assert "no 'observations' resource with the 1.0 schema" in probs and 'https://example.org/observations.json is not vendored' in probs
+    d = json.loads(paths['datapackage'].read_text()) | {'profile': 'data-package'}
+    d['resources'][2]['schema'] = f'{CAMTRAP_DP_URL}/observations-table-schema.json'
+    (tmp_path/DATAPACKAGE).write_text(json.dumps(d))
+    assert validate_camtrapdp(tmp_path) == [f'{DATAPACKAGE}: profile: not {CAMTRAP_DP_URL}/camtrap-dp-profile.json']

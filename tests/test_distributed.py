@@ -1,4 +1,4 @@
-"""Training on two CPU processes (gloo) under `torchrun` and under `accelerate launch`, through the command line as a user starts it."""
+"""Training and prediction on two CPU processes (gloo) under `torchrun` and under `accelerate launch`, through the command line as a user starts it."""
 import json, os, socket, subprocess, sys
 import pytest
 
@@ -29,3 +29,25 @@ def test_two_cpu_processes_train_one_model(tmp_path, launcher):
     meta = json.loads((tmp_path/'m'/'crop.json').read_text())
     assert meta['kind'] == 'crop' and meta['arch'] == 'tiny'
     assert sorted(p.name for p in (tmp_path/'m').iterdir()) == ['crop.json', 'crop.safetensors'] # no temp files left
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    from test_infer import shared_world
+    return shared_world(tmp_path_factory)
+
+def test_two_processes_predict_the_same_bytes(world, tmp_path):
+    """`predict` under `accelerate launch` on two CPU processes: each predicts its share of the checkpoints, and
+    rank 0 writes the same bytes as one process (MegaDetector's file apart from its `info`)."""
+    from test_infer import predict_args, reference_run, same_outputs
+    ref, _ = reference_run(world)
+    out = tmp_path/'two'
+    cmd = [sys.executable, *LAUNCHERS['accelerate'](), '-m', 'iwildcam_nb.cli',
+           *map(str, predict_args(world, out, '--checkpoint_every', 4))]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'process 1 of 2: done (process 0 writes the outputs)' in r.stdout and r.stdout.count('wrote:') == 1
+    same_outputs(ref, out)
+    parts = sorted((out/'checkpoints').glob('part_*.npz'))
+    assert [p.name for p in parts] == sorted(p.name for p in (ref/'checkpoints').glob('part_*.npz'))
+    t, half = [p.stat().st_mtime_ns for p in parts], (len(parts) + 1)//2 # rank 0 takes the first half, rank 1 the rest
+    assert t[half] < t[half - 1], 'the second half was not predicted beside the first, by another process'

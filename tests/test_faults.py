@@ -9,14 +9,16 @@ import pytest
 TINY = dict(arch='tiny', pretrained=False, size=32, frozen_epochs=0, epochs=1, bs=8)
 SKIP = ('.iwildcam-nb.lock', '.feature_cache') # the lock names its last holder; the feature cache is keyed by absolute paths
 
+TIMED = {'megadetector_classified.json': 'info', 'datapackage.json': 'created'} # fields that record when they were written
+
 def outputs(root:Path)->dict:
-    "Every file under `root` (but `SKIP`) -> its bytes; the MegaDetector file without its `info` (it records when it was written)."
+    "Every file under `root` (but `SKIP`) -> its bytes; the files of `TIMED` without the field that records a time."
     res = {}
     for p in sorted(root.rglob('*')):
         rel = p.relative_to(root).as_posix()
         if not p.is_file() or any(s in rel for s in SKIP): continue
-        if p.name == 'megadetector_classified.json':
-            d = json.loads(p.read_text()); d.pop('info'); res[rel] = json.dumps(d).encode()
+        if p.name in TIMED:
+            d = json.loads(p.read_text()); d.pop(TIMED[p.name]); res[rel] = json.dumps(d).encode()
         else: res[rel] = p.read_bytes()
     return res
 

@@ -205,7 +205,9 @@ def good_md():
     dets = pd.DataFrame({'image_id': ['a'], 'det_idx': [0], 'category': ['animal'], 'conf': [0.9],
                          'x': [0.1], 'y': [0.1], 'w': [0.2], 'h': [0.2]})
     cp = pd.DataFrame([[0.2, 0.8]], columns=[0, 3], index=['a_000'])
-    return md_batch_15(images, dets, cp, {0: 'empty', 3: 'agouti'})
+    tax = pd.DataFrame({'category_id': [3], 'name': ['agouti'], 'class': ['mammalia'], 'order': ['rodentia'],
+                        'family': ['dasyproctidae'], 'genus': ['dasyprocta'], 'species': ['punctata'], 'common_name': ['agouti']})
+    return md_batch_15(images, dets, cp, {0: 'empty', 3: 'agouti'}, tax=tax) # a taxonomy: descriptions are written
 
 @pytest.mark.parametrize('change,msg', MD_BAD, ids=[m for _, m in MD_BAD])
 def test_malformed_md_classified(good_md, tmp_path, change, msg):

@@ -16,16 +16,14 @@ def finish(p, timeout=600):
     out, err = p.communicate(timeout=timeout)
     return p.returncode, out, err
 
-@pytest.fixture(scope='module')
-def world(tmp_path_factory):
-    "The embedded data set (small) and two tiny models trained on it: random weights, one epoch."
+def make_world(root:Path, seqs_per_location:int=6):
+    "The embedded data set (small) in `root` and two tiny models trained on it: random weights, one epoch."
     from iwildcam_nb.sample import make_sample, read_sample
     from iwildcam_nb.megadetector import load_megadetector
     from iwildcam_nb.preprocess import resize_images
     from iwildcam_nb.crops import make_crops
     from iwildcam_nb.models import QUICK, train
-    root = tmp_path_factory.mktemp('infer')
-    data = make_sample(root/'data', seed=1, seqs_per_location=6)
+    data = make_sample(root/'data', seed=1, seqs_per_location=seqs_per_location)
     s = read_sample(data)
     resize_images(data/'train', root/'resized', size=64, n_workers=0, show_progress=False)
     make_crops(load_megadetector(data/SAMPLE_MD), data/'train', root/'crops', size=64, n_workers=0, show_progress=False)
@@ -33,6 +31,16 @@ def world(tmp_path_factory):
         train(kind, s['images'], s['labels'], s['categories'], folder, root/'models', QUICK[kind], show_progress=False,
               arch='tiny', pretrained=False, size=32, frozen_epochs=0, epochs=1)
     return root, data
+
+_SESSION = {} # made once per pytest session, shared with test_distributed and test_cluster
+
+def shared_world(tmp_path_factory):
+    "`make_world`, made once per session for every module that predicts on it."
+    if 'world' not in _SESSION: _SESSION['world'] = make_world(tmp_path_factory.mktemp('infer'))
+    return _SESSION['world']
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory): return shared_world(tmp_path_factory)
 
 def predict_args(world, out, *extra):
     root, data = world
@@ -61,12 +69,17 @@ def kill_after(p, ck_dir, n_parts, sig):
     p.wait(timeout=120)
     return len(list(Path(ck_dir).glob('part_*.npz')))
 
+def reference_run(world):
+    "One process's `predict --checkpoint_every 4` into ROOT/whole, made once per session: what other runs must equal."
+    if 'whole' not in _SESSION:
+        out = world[0]/'whole'
+        rc, stdout, err = finish(cli(*predict_args(world, out, '--checkpoint_every', 4)))
+        assert rc == 0, err
+        _SESSION['whole'] = out, stdout
+    return _SESSION['whole']
+
 @pytest.fixture(scope='module')
-def uninterrupted(world):
-    out = world[0]/'whole'
-    rc, stdout, err = finish(cli(*predict_args(world, out, '--checkpoint_every', 4)))
-    assert rc == 0, err
-    return out, stdout
+def uninterrupted(world): return reference_run(world)
 
 def test_predict_writes_the_field_outputs(world, uninterrupted):
     from iwildcam_nb.outputs import check_md_format
@@ -252,3 +265,23 @@ def test_predict_runs_the_detector_first(world, tmp_path):
     seqs = pd.read_csv(out/'sequences.csv')
     assert set(seqs.seq_id) == {im['seq_id'] for im in test['images']} # every sequence answered
     for f in OUTPUT_FILES: assert (out/f).exists(), f
+
+def test_place_options_reach_the_outputs(world, tmp_path):
+    "--taxonomy, --gps and --country as SpeciesNet takes them: taxonomy strings and each photo's country in its file."
+    root, data = world
+    gps = json.loads((data/'metadata'/'gps_locations.json').read_text())
+    rc, _, err = finish(cli(*predict_args(world, tmp_path/'o', '--taxonomy', data/'metadata'/'sample_taxonomy.csv',
+                                          '--gps', data/'metadata'/'gps_locations.json', '--country', 'CRI')))
+    assert rc == 0, err
+    sn = json.loads((tmp_path/'o'/'speciesnet_predictions.json').read_text())['predictions']
+    test = json.loads((data/SAMPLE_TEST).read_text())['images']
+    loc = {im['file_name']: str(im['location']) for im in test}
+    for p in sn: # a camera with coordinates: the country found from them; one without: --country
+        assert len(p['country']) == 3 and (p['country'] == 'CRI' or loc[p['filepath']] in gps), p
+        assert ('latitude' in p) == (loc[p['filepath']] in gps)
+    answers = [b['processed_classification']['class'] for p in sn for b in p.get('detections', [])
+               if 'processed_classification' in b]
+    assert answers and all(a.count(';') == 6 for a in answers) # SpeciesNet's taxonomy strings
+    rc, _, err = finish(cli(*predict_args(world, tmp_path/'p', '--country', 'Panama')))
+    assert rc == 2 and 'ISO 3166-1 alpha-3' in err and 'Traceback' not in err, err
+    assert not (tmp_path/'p'/'checkpoints').exists()

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 from iwildcam_nb.core import InputError
-from iwildcam_nb.sample import (INAT_DIR, SAMPLE_FILES, make_sample, read_sample, sample_is_current,
+from iwildcam_nb.landsat import RS_DIR
+from iwildcam_nb.sample import (INAT_DIR, MASKS_DIR, SAMPLE_FILES, make_sample, read_sample, sample_is_current,
                                 species_table, summarize_sample)
 from iwildcam_nb.supplements import SITES, SupplementConfig, place_cameras
 from iwildcam_nb.simulate import SampleConfig, make_locations
@@ -36,7 +37,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 def test_layout(tiny):
     got = files(tiny)
     assert set(SAMPLE_FILES.values()) <= set(got)
-    assert set(k.split('/')[0] for k in got) == {'train', 'test', 'metadata', INAT_DIR}
+    assert set(k.split('/')[0] for k in got) == {'train', 'test', 'metadata', INAT_DIR, MASKS_DIR, RS_DIR}
     for split,key in [('train', 'train'), ('test', 'test')]:
         ims = load(tiny, key)['images']
         assert {f'{split}/{i["file_name"]}' for i in ims} == {k for k in got if k.startswith(split+'/')}
@@ -272,3 +273,13 @@ def test_night_conversion_is_gray_and_dark_above_the_flash():
     ir = to_infrared(loc.bg, loc.horizon)
     assert ir.shape == loc.bg.shape and (ir[..., 0] == ir[..., 1]).all() and (ir[..., 1] == ir[..., 2]).all()
     assert ir[:loc.horizon//2].mean() < ir[-6:].mean() # the flash lights the near ground, not the sky
+
+def test_landsat_arrays_one_per_camera(tiny):
+    "Every camera of the sample has a Landsat-like array read without the package's loader: (N, s, s, 9) uint16."
+    locs = {str(i['location']) for k in ('train', 'test') for i in load(tiny, k)['images']}
+    got = {f.stem: np.load(f) for f in (tiny/RS_DIR).glob('*.npy')}
+    assert set(got) == locs
+    for loc, a in got.items():
+        assert a.dtype == np.uint16 and a.ndim == 4 and a.shape[-1] == 9 and a.shape[1] == a.shape[2]
+        dates = (tiny/RS_DIR/f'{loc}.dates.txt').read_text().split()
+        assert len(dates) == len(a)

@@ -172,9 +172,28 @@ def test_submissions_of_generated_set(generated, tmp_path):
     assert (s20.Id == d['images'].image_id).all()
     assert read_submission(write_submission(s21, tmp_path/'s21.csv')).shape == (600, 199)
 
+def test_blocks_of_sequences_change_nothing(generated, monkeypatch):
+    "Every stage cut into blocks of ~60 rows (dozens of blocks of whole sequences) gives the very same tables as in one block."
+    import iwildcam_nb.sequences as S
+    from iwildcam_nb.counts import COUNT_RULES
+    d = generated
+    def tables():
+        out = []
+        for vote in ('majority', 'mean_prob'):
+            seq = decide_sequences(d['preds'], d['dets'], d['images'], d['categories'], d['probs'], VoteConfig(rule=vote))
+            sps = [count_sequences(seq, d['dets'], d['images'], d['categories'], d['crop_probs'], d['crops'], CountConfig(rule=r))
+                   for r in COUNT_RULES]
+            out += [seq, *sps, submission_2021(sps[0], sequences_to_submit(d['images']), class_vocab(d['categories'])),
+                    submission_2020(seq_pred_labels(sps[0]), d['images'])]
+        return out
+    whole = tables()
+    monkeypatch.setattr(S, 'SEQ_BLOCK', 60)
+    assert len(S.seq_blocks(np.arange(len(d['dets'])))) > 20
+    for a, b in zip(tables(), whole): pd.testing.assert_frame_equal(a, b, check_exact=True)
+
 def test_benchmark_runs_small():
     "benchmarks/bench_aggregate.py at 1/100 size, scales 1 and 2: it runs, checks its output and prints the table and growth."
     r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'bench_aggregate.py'), '--fraction', '0.01', '--scales', '1,2', '--repeat', '1',
-                        '--rule', 'all'], capture_output=True, text=True, timeout=300)
+                        '--rule', 'all', '--seq-block', '300'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    for s in ('vote:mean_prob', 'count:species_max', 'write 2021', 'total', 'growth: total 2x/1x', 'no verdict'): assert s in r.stdout
+    for s in ('identical to unblocked', 'vote:mean_prob', 'count:species_max', 'write 2021', 'total', 'growth: total 2x/1x', 'no verdict'): assert s in r.stdout
