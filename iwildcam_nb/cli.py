@@ -337,6 +337,8 @@ def run(train_json:_TRAIN_JSON=None,
         test_counts:str=None, # true counts per test sequence: adds an evaluation
         taxonomy:str=None, # taxonomy table (CSV, COCO categories, SpeciesNet labels): adds SpeciesNet's rules
         gps:str=None, # camera coordinates (gps_locations.json): adds the geofence and the place prior
+        inat:str=None, # mapped iNat file (photos in inaturalist_2017/ beside metadata/): trains with/without rows
+        inat_ratio:float=0., # iNat close-ups mixed into the crop model's training, per camera crop (0: off)
         quick:bool=False, # the CPU recipe: EfficientNet-Lite0 at 224 px, strategy auto (not the seed's)
         weights:str=None, # local pretrained weights file for the backbone
         max_boxes:int=100, # boxes kept per photo, the most confident (as MegaDetector's iWildCam files)
@@ -350,10 +352,11 @@ def run(train_json:_TRAIN_JSON=None,
     "Run every stage (prepare, train both models, predict, ensemble, vote, count, submissions) into OUT."
     from iwildcam_nb.pipeline import Inputs, RunConfig, quick_config
     inp = Inputs(train_json, test_json, megadetector, train_images, test_images, test_labels, test_counts,
-                 taxonomy, gps)
+                 taxonomy, gps, inat=inat)
     _json_limit(max_json_mb)
     limits = dict(weights=weights, max_boxes_per_image=max_boxes, max_pixels=_pixels(max_megapixels),
-                  repeats=repeats, repeats_review=repeats_review, speciesnet=speciesnet)
+                  repeats=repeats, repeats_review=repeats_review, speciesnet=speciesnet,
+                  inat_ratio=inat_ratio)
     cfg = quick_config(**limits) if quick else RunConfig(**limits)
     return _run(inp, out, cfg, quiet)
 
@@ -399,11 +402,11 @@ def _print_files(out:Path):
     print('\nwrote:\n' + '\n'.join(f'  {out/f}' for f in _OUTPUTS if (out/f).exists()))
 
 def _place_table(inp, out:Path, cfg, ev, quiet:bool=False):
-    "`ev` with the taxonomy and place rows (`place.place_rows`), printed, when the data has both inputs."
+    "`ev` with the taxonomy and place rows (`place.place_rows`), printed, when the data has any of them."
     import pandas as pd
     from iwildcam_nb.place import place_rows
-    if inp.taxonomy is None or inp.gps is None: return ev
-    _section('taxonomy and place, beside the run (held-out locations)')
+    if inp.taxonomy is None and inp.gps is None and inp.inat is None: return ev
+    _section('iNat close-ups, taxonomy and place, beside the run (held-out locations)')
     pr = place_rows(inp, out, cfg, show_progress=False if quiet else None)
     print(pr.to_string(index=False, float_format='%.3f'))
     return pd.concat([ev, pr], ignore_index=True)

@@ -4,14 +4,18 @@
 
 # %% ../nbs/03f_items.ipynb #d8468fc9
 from __future__ import annotations
+import logging
 from pathlib import Path
+import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from .core import DETECTOR_CONF, InputError, log, require_columns, require_file, safe_joiner
 from .cameras import split_by_location
+from .data import load_coco
 
 # %% auto #0
-__all__ = ['full_items', 'read_crops', 'crop_items', 'check_files', 'add_valid']
+__all__ = ['INAT', 'full_items', 'read_crops', 'crop_items', 'check_files', 'add_valid', 'inat_folder', 'load_inat', 'inat_items',
+           'mix_items']
 
 # %% ../nbs/03f_items.ipynb #7bbe64c1
 def _labels_per_image(labels:pd.DataFrame, # labels table: image_id, category_id (one row per annotation)
@@ -137,3 +141,90 @@ def _spare_small_classes(items:pd.DataFrame, min_train:int)->pd.DataFrame:
             log.warning('%d classes have no validation photo (too few photos, or none at validation '
                         'locations): %s', len(none), ', '.join(map(str, none)))
     return items
+
+# %% ../nbs/03f_items.ipynb #49b7122c
+INAT = 'inat' # `source` of the items made from iNaturalist close-ups; camera items are 'camera'
+
+def inat_folder(path, # a mapped iNat file, e.g. `metadata/inaturalist_2017_to_iwildcam_train.json`
+               )->Path: # the folder its `file_name`s are relative to
+    "Where iWildCam lays out a mapped iNat file's photos: `inaturalist_2017/` beside its `metadata/` folder."
+    p = Path(path)
+    return p.parent.parent/p.name.split('_to_iwildcam')[0].removesuffix('.json')
+
+class _NoDatetimeNote(logging.Filter):
+    "Hides `load_coco`'s note that photos have no datetime: iNat photos never have one, and need none."
+    def filter(self, rec): return 'datetime' not in rec.getMessage()
+
+# %% ../nbs/03f_items.ipynb #6973ef21
+def _inat_boxes(ims:pd.DataFrame, path:Path)->pd.DataFrame:
+    "Normalized x, y, w, h of each photo's bbox (pixels in the file); the whole photo where it has none."
+    px = ims[['x', 'y', 'w', 'h']].astype(float) if 'x' in ims else pd.DataFrame(np.nan, ims.index, [*'xywh'])
+    whole = px.isna().any(axis=1)
+    nosize = ~whole & (ims.width.isna() | ims.height.isna())
+    if nosize.any():
+        raise InputError(path, f'images (id {ims.image_id[nosize].iloc[0]}).width/height', 'missing: '
+                         f'needed to place its bbox ({nosize.sum()} photos)')
+    W, H = ims.width.astype(float), ims.height.astype(float)
+    box = pd.DataFrame({'x': px.x/W, 'y': px.y/H, 'w': px.w/W, 'h': px.h/H})
+    return box.mask(whole, pd.DataFrame({'x': 0., 'y': 0., 'w': 1., 'h': 1.}, index=box.index))
+
+def load_inat(path, # a mapped iNat COCO file (`inaturalist_2017_to_iwildcam_train.json` or 2018's)
+              folder=None, # its photos; None: `inat_folder(path)`, as iWildCam lays them out
+             )->pd.DataFrame: # image_id, det_idx, category, conf, x, y, w, h, file, category_id, source
+    "One box to cut per close-up of a mapped iNat file (its bbox, else the whole photo); missing skipped."
+    path = require_file(path, 'iNaturalist file')
+    folder = Path(folder) if folder is not None else inat_folder(path)
+    if not folder.is_dir(): raise InputError(folder, '-', f'folder of the photos of {path.name} not found')
+    note = _NoDatetimeNote()
+    log.addFilter(note)
+    try: c = load_coco(path)
+    finally: log.removeFilter(note)
+    if c.labels.empty: raise InputError(path, 'annotations', 'none: each close-up needs its category_id')
+    ims = c.images.merge(c.labels.drop_duplicates('image_id'), on='image_id')
+    if len(ims) < len(c.images):
+        log.warning('%s: %d photos have no annotation: skipped', path, len(c.images) - len(ims))
+    join = safe_joiner(folder)
+    found = np.array([join(f).is_file() for f in ims.file_name], bool)
+    for f in ims.file_name[~found][:5]: log.warning('%s: photo not found: skipped', folder/f)
+    if (~found).sum() > 5: log.warning('%s: %d photos not found in all: skipped', folder, (~found).sum())
+    if not found.any(): raise InputError(folder, '-', f'none of the {len(ims)} photos of {path.name} is here')
+    d = pd.DataFrame({'image_id': folder.name + '/' + ims.image_id.astype(str), 'det_idx': 0,
+                      'category': 'animal', 'conf': 1., **_inat_boxes(ims, path), 'file': ims.file_name,
+                      'category_id': ims.category_id.astype(int), 'source': INAT})
+    return d[found].reset_index(drop=True)
+
+# %% ../nbs/03f_items.ipynb #010a7feb
+def inat_items(crops:pd.DataFrame, # crops table of cut close-ups (`read_crops`): crop_id, image_id, path...
+               folder, # that crops folder
+               vocab:list[int], # the camera model's class vocabulary
+              )->pd.DataFrame: # crop_id, image_id, location (NA), path, category_id, source, is_valid (False)
+    "Crop-model training items of cut iNat close-ups: labelled by the iNat file, never validation."
+    require_columns(crops, ['category_id'], 'iNat crops table')
+    out = ~crops.category_id.isin(vocab)
+    if out.any():
+        log.info('%d iNat close-ups of classes outside the vocabulary (%s): left out', out.sum(),
+                 ', '.join(map(str, sorted(crops.category_id[out].unique()))))
+    c, join = crops[~out], safe_joiner(folder)
+    return pd.DataFrame({'crop_id': c.crop_id.astype(str), 'image_id': c.image_id.astype(str),
+                         'location': pd.Series(pd.NA, index=c.index, dtype=object),
+                         'path': [str(join(p)) for p in c.path], 'category_id': c.category_id.astype(int),
+                         'source': INAT, 'is_valid': False}).reset_index(drop=True)
+
+# %% ../nbs/03f_items.ipynb #acafb976
+def mix_items(items:pd.DataFrame, # camera items with `is_valid` (see `add_valid`)
+              extra:pd.DataFrame|None=None, # items of another source (e.g. `inat_items`): training only
+              ratio:float=0., # extra items per camera training item; 0: none
+              seed:int=42, # seed of the draw
+             )->pd.DataFrame: # `items` (+ the drawn extra ones), with a `source` column
+    "Camera items plus `ratio` extra training items per camera training item, drawn from each class in turn."
+    if not ratio >= 0: raise ValueError(f'ratio must be a number >= 0, got {ratio!r}')
+    items = items if 'source' in items else items.assign(source='camera')
+    if extra is None or ratio == 0 or extra.empty: return items
+    n = round(ratio * int((~items.is_valid).sum()))
+    if n > len(extra): log.info('mix: %d extra items asked for, %d exist: all used', n, len(extra))
+    shuf = extra.sample(frac=1, random_state=seed)
+    turn = shuf.groupby('category_id').cumcount().to_numpy()
+    pick = shuf.iloc[np.argsort(turn, kind='stable')].head(n)
+    parts = [items.copy(), pick.assign(is_valid=False)]
+    for p in parts: p.attrs = {} # `check_files`'s table of skipped files would stop `concat`
+    return pd.concat(parts, ignore_index=True).__finalize__(items) # the camera items' attrs kept

@@ -13,7 +13,7 @@ from PIL import Image
 from .core import (DETECTOR_CONF, InputError, atomic_path, log, on_terminal, read_json, require,
                               require_file, write_json)
 from .features import STRATEGIES, cache_file, choose_strategy, fit_head
-from .items import add_valid, check_files, crop_items, full_items, read_crops
+from .items import add_valid, check_files, crop_items, full_items, mix_items, read_crops
 from .vocab import class_vocab, vocab_names
 
 # %% auto #0
@@ -205,8 +205,10 @@ def training_items(kind:str, # 'full' or 'crop'
                    crops:pd.DataFrame|None=None, # crops table; None: read `folder`/crops.csv
                    split:str|None='train', # use only images of this `split` when the table has one; None: all
                    missing:str='skip', # unreadable files, see `items.check_files`
-                  )->pd.DataFrame: # labelled items with `is_valid`
-    "The labelled, readable items of one kind, split by location."
+                   extra:pd.DataFrame|None=None, # items of another source to mix in (`items.inat_items`)
+                   ratio:float=0., # extra items per camera training item (`items.mix_items`); 0: none
+                  )->pd.DataFrame: # labelled items with `is_valid` and `source`
+    "The labelled, readable items of one kind, split by location, with `ratio` extra items mixed in."
     if split is not None and 'split' in images: images = images[images.split == split]
     if kind == 'full': items = full_items(images, folder, labels, vocab)
     else:
@@ -215,7 +217,9 @@ def training_items(kind:str, # 'full' or 'crop'
     unlabeled = items.category_id.isna()
     if unlabeled.any(): log.warning('%d %s items have no label: left out', unlabeled.sum(), kind)
     items = check_files(items[~unlabeled], missing)
-    return add_valid(items, r.valid_pct, r.seed, r.min_train)
+    items = add_valid(items, r.valid_pct, r.seed, r.min_train)
+    extra = check_files(extra, missing) if extra is not None and ratio else None
+    return mix_items(items, extra, ratio, r.seed)
 
 # %% ../nbs/04_models.ipynb #796697de
 def _validation(learn)->dict:
@@ -241,18 +245,24 @@ def train_learner(kind:str, # 'full' or 'crop'
                   show_progress:bool|None=None, # see `quiet`
                   missing:str='skip', # unreadable files, see `items.check_files`
                   cache_dir=None, # head strategy: folder of the feature cache; None: features are not kept
+                  extra:pd.DataFrame|None=None, # items of another source to mix in (`items.inat_items`)
+                  ratio:float=0., # extra items per camera training item (`items.mix_items`); 0: none
                  ):
     "Build and train the `kind` learner with the recipe's strategy; what was done is in `learn.fit_info`."
     from fastai.vision.all import accuracy
     r, vocab = get_recipe(kind, recipe), class_vocab(categories)
-    items = training_items(kind, images, labels, vocab, folder, r, crops, missing=missing)
+    items = training_items(kind, images, labels, vocab, folder, r, crops, missing=missing, extra=extra,
+                           ratio=ratio)
     strategy, why = choose_strategy(items, r.strategy, r.finetune_min)
     log.info('%s model: %s: %s', kind, strategy, why)
     learn = make_learner(make_dls(items, vocab, r), r, weights, metrics=accuracy)
     if strategy == 'head': learn, res = _fit_head(learn, items, r, weights, cache_dir, show_progress)
     else: res = _validation(fit_recipe(learn, r, show_progress))
     n_train, n_valid = int((~items.is_valid).sum()), int(items.is_valid.sum())
-    learn.fit_info = dict(strategy=strategy, strategy_reason=why, n_train=n_train, n_valid=n_valid, **res)
+    src = items.source[~items.is_valid].value_counts().to_dict() # training photos by source, if several
+    by_source = {'n_by_source': {k: int(v) for k, v in src.items()}} if len(src) > 1 else {}
+    learn.fit_info = dict(strategy=strategy, strategy_reason=why, n_train=n_train, n_valid=n_valid,
+                          **by_source, **res)
     return learn
 
 # %% ../nbs/04_models.ipynb #4796eab6
@@ -412,7 +422,9 @@ def fit_summary(info:dict, # a model's `fit_info` (or its JSON)
                f"on {info['n_valid']} photos")
     else: val = 'no validation photos (valid_pct 0, one location, or classes too small to spare any)'
     how = f"{info.get('strategy', 'finetune')} ({info.get('strategy_reason', 'recipe')})"
-    return f"{how}; {info.get('n_train', '?')} training photos; {val}"
+    src = info.get('n_by_source', {})
+    mix = f" ({', '.join(f'{k} {v}' for k, v in src.items())})" if src else ''
+    return f"{how}; {info.get('n_train', '?')} training photos{mix}; {val}"
 
 # %% ../nbs/04_models.ipynb #cfc7e324
 FEATURE_CACHE = '.feature_cache' # in a models folder: cached backbone features of the training pictures
@@ -425,13 +437,16 @@ def train(kind:str, # 'full' or 'crop'
           weights=None, # pretrained weights file; None: the backbone's default source
           show_progress:bool|None=None, # see `quiet`
           missing:str='skip', # unreadable files, see `items.check_files`
+          extra:pd.DataFrame|None=None, # items of another source to mix in (`items.inat_items`)
+          ratio:float=0., # extra items per camera training item (`items.mix_items`); 0: none
           **overrides, # recipe fields to change, e.g. arch='tiny', size=64, pretrained=False
          )->Path: # the weights file written
     "Train the `kind` model on the tables and save it in `out_dir` (see `save_model`)."
     from iwildcam_nb.distributed import is_main_process
     r = get_recipe(kind, recipe, **overrides)
     learn = train_learner(kind, images, labels, categories, folder, r, weights=weights,
-                          show_progress=show_progress, missing=missing, cache_dir=Path(out_dir)/FEATURE_CACHE)
+                          show_progress=show_progress, missing=missing, cache_dir=Path(out_dir)/FEATURE_CACHE,
+                          extra=extra, ratio=ratio)
     log.info('%s model: %s', kind, fit_summary(learn.fit_info))
     names = vocab_names(categories, class_vocab(categories))
     # under torchrun, rank 0 writes the files

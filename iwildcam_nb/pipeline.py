@@ -11,6 +11,7 @@ import numpy as np, pandas as pd
 from .core import DETECTOR_CONF, InputError, log, read_json, write_json, write_csv
 from .vocab import class_vocab, read_probs, write_probs
 from .data import load_coco
+from .items import inat_folder
 from .megadetector import load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
 from .sequences import VoteConfig, decide_sequences
@@ -24,8 +25,9 @@ from . import metrics
 # %% auto #0
 __all__ = ['MAX_BOXES_PER_IMAGE', 'REPEATS', 'REPEAT_MODES', 'PROBS', 'BOX_SOURCES', 'Inputs', 'sample_inputs', 'cap_boxes',
            'Tables', 'load_inputs', 'handle_repeats', 'RunConfig', 'quick_config', 'StepRecord', 'prepare',
-           'train_models', 'predict_test', 'Answers', 'box_answers', 'answer_sequences', 'write_answers', 'aggregate',
-           'run', 'RunOutputs', 'image_table', 'heldout_camera_probs', 'evaluate', 'scores_summary', 'make_report']
+           'inat_training_items', 'train_models', 'predict_test', 'Answers', 'box_answers', 'answer_sequences',
+           'write_answers', 'aggregate', 'run', 'RunOutputs', 'image_table', 'heldout_camera_probs', 'evaluate',
+           'scores_summary', 'make_report']
 
 # %% ../nbs/09a_pipeline.ipynb #b3127f7b
 @dataclass
@@ -42,10 +44,22 @@ class Inputs:
     gps:Path|None = None # optional: camera coordinates (iWildCam's gps_locations.json)
     masks:Path|None = None # optional: folder of DeepMAC instance masks `<image_id>.png` (the `masks` count)
     landsat:Path|None = None # optional: folder of Landsat-8 arrays per camera (`iwildcam_rs_npy`)
+    inat:Path|tuple|None = None # optional: mapped iNat file(s) (`inaturalist_2017_to_iwildcam_train.json`...)
+    inat_images:Path|tuple|None = None # their photo folder(s); None: iWildCam's layout (`items.inat_folder`)
 
     def __post_init__(self):
         for k,v in asdict(self).items():
-            if v is not None: setattr(self, k, Path(v))
+            if isinstance(v, (list, tuple)): setattr(self, k, tuple(Path(x) for x in v))
+            elif v is not None: setattr(self, k, Path(v))
+
+    def inat_pairs(self)->list:
+        "(iNat file, its photo folder) for each mapped iNat file given."
+        files = self.inat if isinstance(self.inat, tuple) else (self.inat,) if self.inat else ()
+        dirs = (self.inat_images if isinstance(self.inat_images, tuple) else (self.inat_images,)
+                if self.inat_images is not None else (None,)*len(files))
+        if len(dirs) != len(files):
+            raise InputError('inputs', 'inat_images', f'{len(dirs)} folders for {len(files)} iNat files')
+        return [(f, d if d is not None else inat_folder(f)) for f, d in zip(files, dirs)]
 
 # %% ../nbs/09a_pipeline.ipynb #ad3f6c79
 def sample_inputs(data, # a folder written by `make_sample` (or `iwildcam-nb sample`)
@@ -55,7 +69,7 @@ def sample_inputs(data, # a folder written by `make_sample` (or `iwildcam-nb sam
     from iwildcam_nb.landsat import RS_DIR
     d, f = Path(data), SAMPLE_FILES
     return Inputs(d/f['train'], d/f['test'], d/f['megadetector'], d/'train', d/'test', d/f['test_labels'],
-                  d/f['counts'], d/f['taxonomy'], d/f['gps'], d/MASKS_DIR, d/RS_DIR)
+                  d/f['counts'], d/f['taxonomy'], d/f['gps'], d/MASKS_DIR, d/RS_DIR, d/f['inat'])
 
 # %% ../nbs/09a_pipeline.ipynb #3708050c
 MAX_BOXES_PER_IMAGE = 100 # boxes kept per photo, the most confident (MegaDetector's iWildCam files keep 100)
@@ -162,9 +176,12 @@ class RunConfig:
     repeats_review:str|None = None # a person's reviewed list (`repeats.csv` edited): its verdicts are applied
     repeat:RepeatConfig = field(default_factory=RepeatConfig) # what counts as a repeat (MegaDetector's rules)
     speciesnet:str = '5' # SpeciesNet format written: '5' (an answer per box) or '4' (per photo, old readers)
+    inat_ratio:float = 0. # iNat close-ups (`Inputs.inat`) mixed into crop training, per camera crop; 0: off
     def __post_init__(self): # a bad format is refused now, not after hours of training
         if str(self.speciesnet) not in ('5', '4'):
             raise InputError('RunConfig', 'speciesnet', f"{self.speciesnet!r} is not '5' or '4'")
+        if not (isinstance(self.inat_ratio, (int, float)) and self.inat_ratio >= 0):
+            raise InputError('RunConfig', 'inat_ratio', f'{self.inat_ratio!r} is not a number >= 0')
 
 # %% ../nbs/09a_pipeline.ipynb #384d906b
 def quick_config(recipe:dict|None=None, # recipe fields to change in both models, e.g. dict(arch='tiny')
@@ -200,9 +217,10 @@ class StepRecord:
 
 # %% ../nbs/09a_pipeline.ipynb #c38cbf95
 def prepare(t:Tables, inp:Inputs, out:Path, cfg:RunConfig, show_progress:bool|None=None):
-    "Resize the frames and cut the detector crops of both splits into `out/resized` and `out/crops`."
+    "Resize the frames, cut the detector crops of both splits (+ iNat's) into `out/resized` and `out/crops`."
     from iwildcam_nb.preprocess import resize_images
     from iwildcam_nb.crops import make_crops
+    from iwildcam_nb.items import load_inat
     ims, dets = t.images, t.detections
     for split, src in (('train', inp.train_images), ('test', inp.test_images)):
         files = ims.file_name[ims.split == split].tolist()
@@ -211,6 +229,9 @@ def prepare(t:Tables, inp:Inputs, out:Path, cfg:RunConfig, show_progress:bool|No
         d = dets[dets.image_id.isin(ims.image_id[ims.split == split])]
         make_crops(d, src, out/'crops'/split, conf=cfg.crop_conf, size=cfg.crop_size,
                    max_pixels=cfg.max_pixels, n_workers=cfg.n_workers, show_progress=show_progress)
+    for k, (f, folder) in enumerate(inp.inat_pairs()): # iNat close-ups, cut as the camera boxes are
+        make_crops(load_inat(f, folder), folder, out/'crops'/'inat'/str(k), conf=0, size=cfg.crop_size,
+                   max_pixels=cfg.max_pixels, n_workers=cfg.n_workers, show_progress=show_progress)
 
 # %% ../nbs/09a_pipeline.ipynb #68c22dfb
 def _recipe_for(kind:str, cfg:RunConfig):
@@ -218,12 +239,25 @@ def _recipe_for(kind:str, cfg:RunConfig):
     from iwildcam_nb.models import get_recipe
     return get_recipe(kind, **getattr(cfg, kind), min_conf=cfg.crop_conf)
 
-def train_models(t:Tables, out:Path, cfg:RunConfig, kind:str, show_progress:bool|None=None):
-    "Train the `kind` model on the training split and save it as `out/models/{kind}`."
+def inat_training_items(inp:Inputs, # the data set (`Inputs.inat`)
+                        out:Path, # the output folder, `prepare`d
+                        vocab:list[int], # the class vocabulary
+                       )->pd.DataFrame|None: # items, source 'inat' (`items.inat_items`); None without iNat
+    "The crop-model training items of the iNat close-ups `prepare` cut into `out/crops/inat`."
+    from iwildcam_nb.items import inat_items, read_crops
+    dirs = [out/'crops'/'inat'/str(k) for k in range(len(inp.inat_pairs()))]
+    if not dirs: return None
+    return pd.concat([inat_items(read_crops(d), d, vocab) for d in dirs], ignore_index=True)
+
+def train_models(t:Tables, out:Path, cfg:RunConfig, kind:str, show_progress:bool|None=None,
+                 inp:Inputs|None=None):
+    "Train the `kind` model on the training split (+ iNat close-ups: `cfg.inat_ratio`): `out/models/{kind}`."
     from iwildcam_nb.models import train
     folder = out/('resized' if kind == 'full' else 'crops')/'train'
+    mix = kind == 'crop' and cfg.inat_ratio > 0 and inp is not None
+    extra = inat_training_items(inp, out, class_vocab(t.categories)) if mix else None
     train(kind, t.images, t.labels, t.categories, folder, out/'models', _recipe_for(kind, cfg),
-          weights=cfg.weights, show_progress=show_progress)
+          weights=cfg.weights, show_progress=show_progress, extra=extra, ratio=cfg.inat_ratio if mix else 0.)
 
 # %% ../nbs/09a_pipeline.ipynb #45dea913
 PROBS = dict(full='preds/full_probs.csv', crop='preds/crop_probs.csv') # each model's test probabilities
@@ -381,8 +415,11 @@ _STEPS = ('prepare', 'train full', 'train crop', 'predict full', 'predict crop',
 
 def _inputs_key(inp:Inputs)->dict:
     "What identifies a run's data: each path, and each JSON file's size and modification time."
-    key = {k: str(Path(v).resolve()) for k,v in asdict(inp).items()
+    key = {k: str(Path(v).resolve()) if not isinstance(v, tuple) else [str(Path(x).resolve()) for x in v]
+           for k,v in asdict(inp).items()
            if v is not None and k not in ('test_labels', 'test_counts', 'taxonomy', 'gps', 'landsat')}
+    for k, (f, _) in enumerate(inp.inat_pairs()):
+        if f.exists(): key[f'inat {k}'] = f'{f.stat().st_size} {f.stat().st_mtime_ns}'
     for k in ('train_json', 'test_json', 'megadetector'):
         if (p := Path(getattr(inp, k))).exists(): key[k] += f' {p.stat().st_size} {p.stat().st_mtime_ns}'
     return key
@@ -397,7 +434,8 @@ def _step_opts(cfg:RunConfig, inp:Inputs)->dict:
     c = asdict(cfg)
     prep = [c['resize_size'], c['crop_size'], c['crop_conf'], c['max_pixels'], c['max_boxes_per_image'],
             _inputs_key(inp)]
-    return {'prepare': prep, 'train full': [c['full'], c['weights']], 'train crop': [c['crop'], c['weights']],
+    crop = [c['crop'], c['weights']] + [c['inat_ratio']]*bool(c['inat_ratio']) # no ratio: keys as before
+    return {'prepare': prep, 'train full': [c['full'], c['weights']], 'train crop': crop,
             'predict full': c['tta'], 'predict crop': c['tta'],
             'aggregate': [c['ensemble'], c['vote'], c['count'], c['repeats'], c['repeat'], _review_key(cfg)]}
 
@@ -422,7 +460,7 @@ def run(inp:Inputs, # where the data set is
         sp = show_progress
         fns = {'prepare': lambda: prepare(t, inp, out, cfg, sp),
                'train full': lambda: train_models(t, out, cfg, 'full', sp),
-               'train crop': lambda: train_models(t, out, cfg, 'crop', sp),
+               'train crop': lambda: train_models(t, out, cfg, 'crop', sp, inp),
                'predict full': lambda: predict_test(t, out, cfg, 'full', sp),
                'predict crop': lambda: predict_test(t, out, cfg, 'crop', sp),
                'aggregate': lambda: aggregate(t, out, cfg, inp)}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09d_place.ipynb #1b09e6c2
 from __future__ import annotations
-import contextlib, io
+import contextlib, io, json
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -16,12 +16,14 @@ from .taxonomy import (blocked_classes, fence_probs, geofence_from_training, loa
                                   read_taxonomy, speciesnet_decide, taxon_keys)
 from .priors import PriorConfig, choose_prior_weight, prior_lift, sightings, apply_prior
 from .habitat import HabitatConfig, choose_habitat_weight, combine_lifts, habitat_features, habitat_lift
+from .ensemble import check_crops, crop_image_probs
 from .pipeline import (Inputs, RunConfig, RunOutputs, answer_sequences, heldout_camera_probs,
-                                  load_inputs)
+                                  inat_training_items, load_inputs)
 from . import metrics
 
 # %% auto #0
-__all__ = ['camera_places', 'smooth_sequences', 'sequence_answers', 'right_at_level', 'place_rows']
+__all__ = ['INAT_RATIO', 'camera_places', 'smooth_sequences', 'sequence_answers', 'right_at_level', 'inat_crop_probs',
+           'place_rows']
 
 # %% ../nbs/09d_place.ipynb #cca58ab9
 def camera_places(images:pd.DataFrame, # images table: image_id, location
@@ -156,6 +158,17 @@ class _Run:
                  metrics.mcrmse(metrics.counts_from_seq_preds(a.seq_preds, self.sp), self.counts, self.sp)),
                 (f'top-1 on the rarest species ({nm}, {n} training photos)', name, float((said == c).mean()))]
 
+    def crop_alone(self, name:str, crop:pd.DataFrame)->list:
+        "The crop model alone (a photo without a crop: empty): image accuracy and the rarest species' top-1."
+        p = crop_image_probs(crop, check_crops(self.r.crops), self.cfg.ensemble)
+        said = pd.Series(p.columns[p.to_numpy().argmax(1)], index=p.index).reindex(self.test.image_id,
+                                                                                   fill_value=EMPTY)
+        truth = metrics.image_labels(self.labels).reindex(said.index)
+        c, nm, n = self.rare
+        return [('image accuracy, crop model alone', name, metrics.accuracy(said, truth)),
+                (f'top-1 on the rarest species ({nm}, {n} training photos), crop model alone', name,
+                 float((said[truth == c] == c).mean()))]
+
 # %% ../nbs/09d_place.ipynb #1d7a9303
 def _fence_rows(run:_Run, places:pd.DataFrame, fence:dict, tax:pd.DataFrame)->list:
     "The chain with the training geofence masking both models' probabilities."
@@ -211,16 +224,65 @@ def _rule_rows(run:_Run, tax:pd.DataFrame, places:pd.DataFrame, fence:dict)->lis
                      ('sequence answers right at their level', name, right(sa, st))]
     return rows
 
+# %% ../nbs/09d_place.ipynb #2eee9823
+INAT_RATIO = 0.25 # iNat close-ups per camera crop of the comparison crop model (when the run used none)
+
+def inat_crop_probs(t, # the data set's tables (`pipeline.load_inputs`)
+                    inp:Inputs, # the data set, with `inat`
+                    out, # the output folder of a finished `run` (its iNat close-ups cut by `prepare`)
+                    cfg:RunConfig, # the run's options: the crop recipe is theirs
+                    ratio:float, # iNat close-ups per camera training crop; 0: none
+                    show_progress:bool|None=None, # progress bars; None = only on a terminal
+                   )->pd.DataFrame: # one row per test crop, one column per class
+    "Test-crop probabilities of the crop model retrained with `ratio` iNat close-ups (in `out/inat_eval`)."
+    from iwildcam_nb.models import FEATURE_CACHE, get_recipe, save_model, train_learner
+    from iwildcam_nb.predict import model_probs
+    from iwildcam_nb.vocab import read_probs, vocab_names
+    out, vocab = Path(out), class_vocab(t.categories)
+    d, model = out/'inat_eval'/f'ratio_{ratio:g}', out/'models'/'crop.safetensors'
+    key = json.dumps(dict(ratio=ratio, crop=cfg.crop, conf=cfg.crop_conf, weights=cfg.weights, tta=cfg.tta,
+                          model=model.stat().st_mtime_ns if model.exists() else None,
+                          inat=[str(f) for f, _ in inp.inat_pairs()]), sort_keys=True, default=str)
+    if (d/'key.json').is_file() and (d/'key.json').read_text() == key and (d/'crop_probs.csv').is_file():
+        return read_probs(d/'crop_probs.csv', vocab) # this comparison was made before: as it was
+    r = get_recipe('crop', **cfg.crop, min_conf=cfg.crop_conf)
+    extra = inat_training_items(inp, out, vocab) if ratio else None
+    # the run's feature cache: only the close-ups' features are new
+    learn = train_learner('crop', t.images, t.labels, t.categories, out/'crops'/'train', r,
+                          weights=cfg.weights, show_progress=show_progress,
+                          cache_dir=out/'models'/FEATURE_CACHE, extra=extra, ratio=ratio)
+    d.mkdir(parents=True, exist_ok=True)
+    save_model(learn, d/'crop', 'crop', r, vocab_names(t.categories, vocab), **learn.fit_info)
+    probs = model_probs(d/'crop', out/'crops'/'test', d/'crop_probs.csv', tta=cfg.tta,
+                        show_progress=show_progress)
+    (d/'key.json').write_text(key)
+    return probs
+
+def _inat_rows(run:_Run, ratio:float, show_progress)->list:
+    "The crop model alone and the chain, as run and with the crop model trained with (or without) iNat."
+    if not run.inp.inat_pairs() or ratio == 0:
+        log.info('place: no iNat file given (or ratio 0); iNat rows left out')
+        return []
+    if not (run.out/'crops'/'inat'/'0'/'crops.csv').is_file():
+        log.info('place: the iNat close-ups were not cut (run again with the iNat file); iNat rows left out')
+        return []
+    other = 0. if run.cfg.inat_ratio else ratio
+    name = f'crop model + iNat close-ups (ratio {other:g})' if other else 'crop model without iNat close-ups'
+    crop = inat_crop_probs(run.t, run.inp, run.out, run.cfg, other, show_progress)
+    alone = run.crop_alone('as run', run.r.crop) + run.crop_alone(name, crop)
+    return alone + run.chain(name, run.r.full, crop)
+
 # %% ../nbs/09d_place.ipynb #cf2ccd27
 def place_rows(inp:Inputs, # a data set whose truth is known, with `taxonomy` and `gps`
                out, # the output folder of a finished `run`
                cfg:RunConfig|None=None, # the run's options
                prior:PriorConfig|None=None, # the location and time prior, and the weights tried
                show_progress:bool|None=None, # held-out prediction's progress bar; None = only on a terminal
+               inat:float=INAT_RATIO, # iNat close-ups per camera crop of the comparison crop model; 0: none
               )->pd.DataFrame: # measure, method, score: as `pipeline.evaluate`
-    "Score the geofence, the prior and SpeciesNet's rules with smoothing on a finished run, beside the run."
+    "Score iNat close-ups, the geofence, the prior and SpeciesNet's rules with smoothing on a run, beside it."
     run = _Run(inp, Path(out), cfg or RunConfig())
-    rows = run.chain('as run', run.r.full, run.r.crop)
+    rows = run.chain('as run', run.r.full, run.r.crop) + _inat_rows(run, inat, show_progress)
     if inp.taxonomy is None or inp.gps is None:
         log.info('place: no taxonomy or no camera coordinates given; only the run itself is scored')
         return pd.DataFrame(rows, columns=['measure', 'method', 'score'])
