@@ -12,8 +12,8 @@ from .sequences import VoteConfig, decide_sequences, image_rows, special_ids, se
 
 # %% auto #0
 __all__ = ['COUNT_RULES', 'RULE_CONF', 'SPECIES_RULES', 'CountConfig', 'count_boxes', 'count_max_frame', 'count_mode_frame',
-           'count_tracks', 'box_looks', 'count_linked', 'count_masks', 'seq_preds_table', 'count_sequences',
-           'predict_sequences']
+           'count_tracks', 'box_looks', 'count_linked', 'count_masks', 'seq_preds_table', 'count_with_boxes',
+           'count_sequences', 'predict_sequences']
 
 # %% ../nbs/07a_counts.ipynb #7fd060dd
 COUNT_RULES = ('max_frame', 'mode_frame', 'species_max', 'tracks', 'linked', 'masks') # the counting rules (see above)
@@ -329,6 +329,23 @@ def _seq_preds(seq:pd.DataFrame, p:np.ndarray, cat:np.ndarray, n:np.ndarray, cfg
         'source': seq.source.to_numpy()[P] + np.where(cat == EMPTY, '', f'; count:{cfg.rule}'),
     }).astype({'category_id': int, 'count': int})
 
+# %% ../nbs/07a_counts.ipynb #a5a25394
+def count_with_boxes(seq:pd.DataFrame, # decided sequences (`decide_sequences`)
+                     dets:pd.DataFrame, # detections (for `masks`: with `load_instance_masks`' columns)
+                     images:pd.DataFrame, # images table: image_id, seq_id, frame_num
+                     categories:pd.DataFrame, # categories table
+                     crop_probs:pd.DataFrame|None=None, # crop model probs per crop_id (species rules)
+                     crops:pd.DataFrame|None=None, # crops table (species rules)
+                     cfg:CountConfig|None=None, # counting rule and thresholds
+                     crop_feats:pd.DataFrame|None=None, # crop features per crop_id (`linked`; else crop_probs)
+                    )->tuple: # (seq_preds, the boxes counted: `count_boxes`' table)
+    "The seq_preds table and the boxes it counted, from one pass (an answer per box needs both)."
+    cfg = cfg or CountConfig()
+    b, si, _ = _count_boxes(seq, dets, images, categories, crop_probs, crops, cfg)
+    app = box_looks(b, crop_probs, crops, crop_feats) if cfg.rule in ('linked', 'masks') else None
+    s, cat, n = _rule_counts(b, si, cfg, app)
+    return _seq_preds(seq, np.flatnonzero(seq.label.to_numpy() != EMPTY)[s], cat, n, cfg), b # no text keys
+
 # %% ../nbs/07a_counts.ipynb #6073811e
 def count_sequences(seq:pd.DataFrame, # decided sequences (`decide_sequences`)
                     dets:pd.DataFrame, # detections (for `masks`: with `load_instance_masks`' columns)
@@ -340,11 +357,7 @@ def count_sequences(seq:pd.DataFrame, # decided sequences (`decide_sequences`)
                     crop_feats:pd.DataFrame|None=None, # crop features per crop_id (`linked`; else crop_probs)
                    )->pd.DataFrame: # seq_preds: seq_id, category_id, count, score, source
     "Count each decided sequence's individuals per species by `cfg.rule`; the seq_preds table."
-    cfg = cfg or CountConfig()
-    b, si, _ = _count_boxes(seq, dets, images, categories, crop_probs, crops, cfg)
-    app = box_looks(b, crop_probs, crops, crop_feats) if cfg.rule in ('linked', 'masks') else None
-    s, cat, n = _rule_counts(b, si, cfg, app)
-    return _seq_preds(seq, np.flatnonzero(seq.label.to_numpy() != EMPTY)[s], cat, n, cfg) # no text keys
+    return count_with_boxes(seq, dets, images, categories, crop_probs, crops, cfg, crop_feats)[0]
 
 # %% ../nbs/07a_counts.ipynb #3db2481d
 def predict_sequences(preds:pd.DataFrame, # image_preds (`iwildcam_nb.ensemble.label_images`)

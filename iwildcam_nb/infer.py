@@ -32,6 +32,7 @@ from .counts import CountConfig
 from .vocab import write_probs
 from .pipeline import MAX_BOXES_PER_IMAGE, PROBS, cap_boxes, answer_sequences, write_answers, handle_repeats
 from .repeats import RepeatConfig
+from .exports import SPECIESNET_VERSIONS
 from .taxonomy import (blocked_classes, fence_probs, load_gps_locations, locate, read_geofence,
                                   read_taxonomy)
 
@@ -83,7 +84,7 @@ class InferConfig:
     geofence:str|None = None # SpeciesNet geofence file: classes it blocks at a photo's place are not answered
     def __post_init__(self):
         for msg in _place_problems(self): raise InputError('InferConfig', *msg)
-        if str(self.speciesnet) not in ('5', '4'):
+        if str(self.speciesnet) not in SPECIESNET_VERSIONS:
             raise InputError('InferConfig', 'speciesnet', f"{self.speciesnet!r} is not '5' or '4'")
         if self.time_source not in _TIME_SOURCES:
             msg = f'{self.time_source!r} is not one of {_TIME_SOURCES}'

@@ -15,10 +15,10 @@ from .items import inat_folder
 from .megadetector import load_megadetector
 from .ensemble import EnsembleConfig, ensemble_probs, crop_image_probs, check_crops, label_images
 from .sequences import VoteConfig, decide_sequences
-from .counts import CountConfig, predict_sequences, count_boxes, count_sequences, COUNT_RULES
+from .counts import CountConfig, predict_sequences, count_with_boxes, COUNT_RULES
 from .repeats import RepeatConfig, drop_repeats, flag_repeats
 from .outputs import add_unanswered
-from .exports import write_field_formats
+from .exports import SPECIESNET_VERSIONS, write_field_formats
 from .photos import MAX_PIXELS
 from . import metrics
 
@@ -178,7 +178,7 @@ class RunConfig:
     speciesnet:str = '5' # SpeciesNet format written: '5' (an answer per box) or '4' (per photo, old readers)
     inat_ratio:float = 0. # iNat close-ups (`Inputs.inat`) mixed into crop training, per camera crop; 0: off
     def __post_init__(self): # a bad format is refused now, not after hours of training
-        if str(self.speciesnet) not in ('5', '4'):
+        if str(self.speciesnet) not in SPECIESNET_VERSIONS:
             raise InputError('RunConfig', 'speciesnet', f"{self.speciesnet!r} is not '5' or '4'")
         if not (isinstance(self.inat_ratio, (int, float)) and self.inat_ratio >= 0):
             raise InputError('RunConfig', 'inat_ratio', f'{self.inat_ratio!r} is not a number >= 0')
@@ -327,8 +327,8 @@ def answer_sequences(images:pd.DataFrame, # the photos to answer (with seq_id)
     preds = label_images(probs, ok, source)
     d = dets[dets.image_id.isin(ok.image_id)]
     decided = decide_sequences(preds, d, ok, categories, probs, vote)
-    seq = count_sequences(decided, d, ok, categories, crop, crops, count)
-    boxes = box_answers(decided, count_boxes(decided, d, ok, categories, crop, crops, count), crop, crops)
+    seq, counted = count_with_boxes(decided, d, ok, categories, crop, crops, count)
+    boxes = box_answers(decided, counted, crop, crops)
     return Answers(probs, preds, add_unanswered(seq, images), boxes) # a sequence without a photo says so
 
 # %% ../nbs/09a_pipeline.ipynb #e137ba90

@@ -7,16 +7,13 @@ import copy, importlib, json, logging, shutil, sys, types
 from unittest.mock import patch
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, simulated_answers
 from iwildcam_nb.camtrapdp import DATAPACKAGE, validate_camtrapdp
 from iwildcam_nb.core import InputError, read_json
-from iwildcam_nb.crops import crop_id
 from iwildcam_nb.exports import EXPORT_FILES, write_field_formats
 from iwildcam_nb.formats import WHOLE_IMAGE, read_speciesnet, validate_md_batch
-from iwildcam_nb.sample import SAMPLE_FILES, make_sample, read_sample
+from iwildcam_nb.sample import SAMPLE_FILES
 from iwildcam_nb.taxonomy import load_gps_locations, read_taxonomy
-from iwildcam_nb.test_utils import simulate_probs
-from iwildcam_nb.vocab import class_vocab
 
 pytest.importorskip('frictionless')
 from PIL import ImageFile
@@ -43,16 +40,9 @@ def speciesnet_utils():
 @pytest.fixture(scope='module')
 def answers(tmp_path_factory):
     "The embedded sample (one sequence per camera) with simulated box and photo answers, its true counts as sequence answers, a failed photo, taxonomy and places."
-    s = read_sample(make_sample(tmp_path_factory.mktemp('sample'), seed=0, seqs_per_location=1))
-    vocab = class_vocab(s['categories'])
-    truth = s['labels'].set_index('image_id').category_id
-    d = s['detections'][s['detections'].conf >= 0.3]
-    cids = pd.Index([crop_id(i, j) for i, j in zip(d.image_id, d.det_idx)], name='crop_id')
-    crop_probs = simulate_probs(pd.Series(truth.reindex(d.image_id).to_numpy(), index=cids), vocab, seed=1)
-    probs = simulate_probs(truth, vocab).rename_axis('image_id')
+    s = simulated_answers(tmp_path_factory.mktemp('sample'))
+    probs, crop_probs, ip = s['probs'], s['crop_probs'], s['ip']
     failed = s['images'].image_id.iloc[3]
-    ip = pd.DataFrame({'image_id': probs.index, 'label': probs.idxmax(axis=1).to_numpy(), 'score': probs.max(axis=1).to_numpy(),
-                       'source': 'simulated'})
     sp = s['counts'][['seq_id', 'category_id', 'count']].assign(score=0.9, source='truth').reset_index(drop=True)
     return dict(images=s['images'], dets=s['detections'], image_preds=ip[ip.image_id != failed], seq_preds=sp, probs=probs,
                 crop_probs=crop_probs, categories=s['categories'], failed=failed,

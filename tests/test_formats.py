@@ -12,9 +12,8 @@ from iwildcam_nb.formats import (SPECIESNET_FORMAT, WHOLE_IMAGE, compare_answers
                                  speciesnet5_predictions, validate_md_batch)
 from iwildcam_nb.megadetector import load_megadetector
 from iwildcam_nb.outputs import speciesnet_predictions
-from iwildcam_nb.sample import SAMPLE_FILES, make_sample, read_sample
-from iwildcam_nb.test_utils import simulate_probs
-from iwildcam_nb.vocab import class_vocab
+from iwildcam_nb.sample import SAMPLE_FILES
+from conftest import simulated_answers
 
 from PIL import ImageFile
 _loose = ImageFile.LOAD_TRUNCATED_IMAGES # MegaDetector's import sets it for the whole process: put back below
@@ -26,20 +25,12 @@ ImageFile.LOAD_TRUNCATED_IMAGES = _loose
 @pytest.fixture(scope='module')
 def sample(tmp_path_factory):
     "The embedded sample (one sequence per location) with simulated crop and image answers, and its taxonomy."
-    s = read_sample(make_sample(tmp_path_factory.mktemp('sample'), seed=0, seqs_per_location=1))
-    vocab = class_vocab(s['categories'])
-    truth = s['labels'].set_index('image_id').category_id
-    d = s['detections'][s['detections'].conf >= 0.3]
-    cids = pd.Index([crop_id(i, j) for i, j in zip(d.image_id, d.det_idx)], name='crop_id')
-    crop_probs = simulate_probs(pd.Series(truth.reindex(d.image_id).to_numpy(), index=cids), vocab, seed=1)
-    probs = simulate_probs(truth, vocab).rename_axis('image_id')
-    ip = pd.DataFrame({'image_id': probs.index, 'label': probs.idxmax(axis=1).to_numpy(),
-                       'score': probs.max(axis=1).to_numpy(), 'source': 'simulated'})
+    s = simulated_answers(tmp_path_factory.mktemp('sample'))
     failures = pd.DataFrame({'image_id': [s['images'].image_id.iloc[3]], 'stage': ['resize'], 'reason': ['bad']})
-    ip = ip[ip.image_id != failures.image_id[0]]
+    ip = s['ip'][s['ip'].image_id != failures.image_id[0]]
     tax = pd.read_csv(s['root']/SAMPLE_FILES['taxonomy'], dtype=str, keep_default_na=False)
     names = dict(zip(s['categories'].category_id, s['categories'].name))
-    return dict(s, crop_probs=crop_probs, probs=probs, ip=ip, failures=failures, tax=tax, names=names)
+    return dict(s, ip=ip, failures=failures, tax=tax, names=names)
 
 def sn5_of(sm, **kw):
     return speciesnet5_predictions(sm['ip'], sm['images'], sm['detections'], sm['probs'], sm['crop_probs'], sm['names'],
