@@ -362,13 +362,23 @@ def run(train_json:_TRAIN_JSON=None,
 
 def _run(inp, out, cfg, quiet:bool=False):
     "`_run_held` with OUT held throughout (`core.folder_lock`): a second run on OUT is refused, naming it."
-    from iwildcam_nb.core import folder_lock
-    with folder_lock(out): return _run_held(inp, Path(out), cfg, quiet)
+    from iwildcam_nb.distributed import launch_folder_lock
+    with launch_folder_lock(out): return _run_held(inp, Path(out), cfg, quiet)
 
 def _run_held(inp, out:Path, cfg, quiet:bool=False):
     "Run the pipeline, print its steps, and score and draw it when the truth is known."
-    from iwildcam_nb.pipeline import run as run_all, evaluate, make_report, scores_summary
-    print(run_all(inp, out, cfg, show_progress=False if quiet else None).to_string(index=False))
+    from iwildcam_nb.pipeline import run as run_all
+    from iwildcam_nb.distributed import alone
+    from fastai.torch_core import rank_distrib
+    if rank_distrib(): logging.getLogger('iwildcam_nb').setLevel(logging.ERROR) # rank 0 says it once
+    steps = run_all(inp, out, cfg, show_progress=False if quiet else None)
+    if rank_distrib(): return _print_other_process() # a launch: rank 0 scores, draws and prints, alone
+    with alone(): _score_run(inp, out, cfg, steps, quiet)
+
+def _score_run(inp, out:Path, cfg, steps, quiet:bool=False):
+    "Print a finished run's steps, and score and draw it when the truth is known."
+    from iwildcam_nb.pipeline import evaluate, make_report, scores_summary
+    print(steps.to_string(index=False))
     _print_models(out)
     _print_repeats(out)
     if inp.test_labels is None or inp.test_counts is None: return _print_files(out)
@@ -472,14 +482,17 @@ def demo(out:str='demo_out', # folder for the data set and everything made from 
     "The main job on the embedded data set: make it, train, predict, count, submit, score and report."
     from iwildcam_nb.sample import sample_is_current
     from iwildcam_nb.pipeline import sample_inputs, quick_config
-    out = Path(out)
+    from iwildcam_nb.distributed import process_state
+    out, ps = Path(out), process_state()
     data = out/'data'
-    _section('1. the embedded data set')
-    if sample_is_current(data, seed): print(f"using the data set already in {data}")
-    else: sample(data, seed=seed)
-    _section('2. what it holds, as the data layer loads it')
-    summary(data)
-    _section('3. every stage: prepare, train, predict, ensemble, vote, count, submissions')
+    if ps.is_main_process: # a launch (`accelerate launch -m iwildcam_nb.cli demo`): rank 0 makes the data set
+        _section('1. the embedded data set')
+        if sample_is_current(data, seed): print(f"using the data set already in {data}")
+        else: sample(data, seed=seed)
+        _section('2. what it holds, as the data layer loads it')
+        summary(data)
+        _section('3. every stage: prepare, train, predict, ensemble, vote, count, submissions')
+    ps.wait_for_everyone()
     recipe = {k: v for k,v in dict(arch=arch, epochs=epochs).items() if v is not None}
     recipe |= {'pretrained': False} if no_pretrained else {}
     _run(sample_inputs(data), out, quick_config(recipe), quiet)

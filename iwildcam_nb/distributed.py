@@ -4,17 +4,24 @@
 
 # %% ../nbs/03a_distributed.ipynb #886dd772
 from __future__ import annotations
-from contextlib import contextmanager
+import os
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
+from pathlib import Path
+from typing import Callable
 import torch, torch.distributed as dist
 from fastai.learner import Learner
 from fastai.torch_core import to_detach
 from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedDL, DistributedTrainer, rank_distrib, num_distrib
 from accelerate import PartialState
+from accelerate.utils import gather_object
+from .core import folder_lock
+from .photos import progress
 
 # %% auto #0
-__all__ = ['AnyBackendDL', 'AnyBackendTrainer', 'is_main_process', 'data_parallel', 'process_state', 'local_preds']
+__all__ = ['AnyBackendDL', 'AnyBackendTrainer', 'is_main_process', 'data_parallel', 'process_state', 'local_preds',
+           'launch_folder_lock', 'share_work', 'alone']
 
 # %% ../nbs/03a_distributed.ipynb #6032d133
 class AnyBackendDL(DistributedDL):
@@ -66,3 +73,40 @@ def local_preds(*learns:Learner):
     try: yield learns
     finally:
         for o in learns: del o.to_detach
+
+# %% ../nbs/03a_distributed.ipynb #03c8e503
+@contextmanager
+def launch_folder_lock(out, # output folder of the run
+                      ):
+    "`core.folder_lock` on `out` held by the main process of a launch; the others start once it holds it."
+    ps = process_state()
+    with folder_lock(out) if ps.is_main_process else nullcontext():
+        ps.wait_for_everyone()
+        yield Path(out)
+
+# %% ../nbs/03a_distributed.ipynb #db2ef98e
+def share_work(fn:Callable, # called on each item of this process's share
+               items:list, # the work: the same list in every process
+               show_progress:bool|None=None, # progress bar of the main process; None = only on a terminal
+               unit:str='item', # what one item is, for the bar's rate
+              )->list: # `fn` of every item, in the order of `items`, in every process
+    "`[fn(x) for x in items]` with each process of a launch doing its share; every process gets all results."
+    work, launched = list(enumerate(items)), num_distrib() > 1
+    with process_state().split_between_processes(work) if launched else nullcontext(work) as mine:
+        show = show_progress if is_main_process() else False
+        done = [(k, fn(x)) for k, x in progress(mine, len(mine), show, unit)]
+    if launched: done = gather_object(done)
+    return [r for _, r in sorted(done, key=lambda kr: kr[0])]
+
+# %% ../nbs/03a_distributed.ipynb #6f9b36be
+@contextmanager
+def alone():
+    "In the block this process works as if not launched: no barrier, no sharing, no data-parallel training."
+    keys = ('WORLD_SIZE', 'RANK', 'LOCAL_RANK')
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(WORLD_SIZE='1', RANK='0', LOCAL_RANK='0')
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v

@@ -11,8 +11,8 @@ from .core import atomic_path, log
 from .photos import progress
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'feature_extractor', 'head_layers', 'extract_features', 'cache_file', 'cached_features', 'class_weights',
-           'fit_steps', 'fit_head', 'choose_strategy']
+__all__ = ['FEATURE_CHUNK', 'STRATEGIES', 'feature_extractor', 'head_layers', 'extract_features', 'cache_file', 'cached_features',
+           'class_weights', 'fit_steps', 'fit_head', 'choose_strategy']
 
 # %% ../nbs/03b_features.ipynb #db85d5c0
 def feature_extractor(learn):
@@ -26,17 +26,26 @@ def head_layers(learn):
     return learn.model[1][2:]
 
 # %% ../nbs/03b_features.ipynb #7f65585c
-def extract_features(learn, # a vision learner (see `models.make_learner`)
-                     items:pd.DataFrame, # pictures, with a `path` column
-                     show_progress:bool|None=None, # progress bar; None: only on a terminal
-                    )->np.ndarray: # (pictures, features), float32
-    "Pooled backbone features of `items`, through the learner's test-time transforms."
+FEATURE_CHUNK = 1024 # pictures per share of the work when a launch's processes extract features together
+
+def _features(learn, items:pd.DataFrame, show_progress:bool|None=None)->np.ndarray:
+    "Pooled backbone features of `items` in this process."
     import torch
-    if not len(items): return np.zeros((0, 0), np.float32)
     m, dl = feature_extractor(learn).eval(), learn.dls.test_dl(items)
     batches = progress(dl, len(dl), show_progress, unit='batch')
     with torch.no_grad(): out = [m(b[0]).float().cpu() for b in batches]
     return torch.cat(out).numpy()
+
+def extract_features(learn, # a vision learner (see `models.make_learner`)
+                     items:pd.DataFrame, # pictures, with a `path` column
+                     show_progress:bool|None=None, # progress bar; None: only on a terminal
+                    )->np.ndarray: # (pictures, features), float32
+    "Pooled backbone features of `items` through the learner's test-time transforms, shared by a launch's processes."
+    if not len(items): return np.zeros((0, 0), np.float32)
+    parts = [items.iloc[i:i + FEATURE_CHUNK] for i in range(0, len(items), FEATURE_CHUNK)]
+    if len(parts) == 1: return _features(learn, items, show_progress) # one bar, of batches
+    from iwildcam_nb.distributed import share_work # torch: imported when first needed
+    return np.concatenate(share_work(lambda p: _features(learn, p, False), parts, show_progress, 'chunk'))
 
 # %% ../nbs/03b_features.ipynb #ea803598
 def cache_file(cache_dir, # folder of the feature caches
@@ -74,10 +83,11 @@ def cached_features(learn, # a vision learner
                     show_progress:bool|None=None,
                    )->np.ndarray: # (pictures, features), in `items` order
     "Features of `items`, computing only those not already in `cache` and adding them to it."
+    from iwildcam_nb.distributed import is_main_process
     keys, old = _file_keys(items.path), _read_cache(Path(cache)) if cache else {}
     todo = [i for i, k in enumerate(keys) if k not in old]
     new = dict(zip([keys[i] for i in todo], extract_features(learn, items.iloc[todo], show_progress)))
-    if cache and new: _write_cache({**old, **new}, Path(cache))
+    if cache and new and is_main_process(): _write_cache({**old, **new}, Path(cache)) # once in a launch
     log.info('features: %d computed, %d from the cache', len(new), len(keys) - len(todo))
     rows = {**old, **new}
     return np.stack([rows[k] for k in keys]).astype(np.float32)

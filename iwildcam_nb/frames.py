@@ -14,7 +14,7 @@ from matplotlib.patches import Rectangle
 from .core import DETECTOR_CONF, InputError, safe_joiner
 from .photos import display_size, open_rgb
 from .errors import cat_names, describe_counts, name_of
-from .masks import MASK_MODES, overlay_masks
+from .masks import mask_array, overlay_masks
 
 # %% auto #0
 __all__ = ['MD_COLOURS', 'show_sequence']
@@ -75,13 +75,9 @@ def _tint(a:np.ndarray, masks, image_id)->np.ndarray:
     "Thumbnail `a` with its photo's instance mask tinted on (`masks.overlay_masks`); `a` as is without one."
     if masks is None: return a
     src = masks.get(image_id) if isinstance(masks, Mapping) else Path(masks)/f'{image_id}.png'
-    if src is None or (not isinstance(src, np.ndarray) and not Path(src).is_file()): return a
-    if isinstance(src, np.ndarray): m = src
-    else: # a bad mask never hides the frame: `load_instance_masks` is where it is reported
-        try:
-            with Image.open(src) as im: m = np.asarray(im) if im.mode in MASK_MODES else None
-        except OSError: return a
-    if m is None or m.ndim != 2: return a
+    if src is None: return a
+    try: m = mask_array(src)
+    except InputError: return a # a bad mask never hides the frame: `load_instance_masks` reports it
     m = np.asarray(Image.fromarray(m.astype(np.int32)).resize((a.shape[1], a.shape[0]), Image.NEAREST))
     return np.asarray(overlay_masks(a, m))
 

@@ -5,7 +5,6 @@
 # %% ../nbs/09b_infer.ipynb #220510b2
 from __future__ import annotations
 import hashlib, os, threading
-from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from dataclasses import dataclass, field, asdict
 from functools import partial
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 from fastcore.basics import chunked
-from .core import DETECTOR_CONF, InputError, log, read_json, write_json, atomic_path, folder_lock
+from .core import DETECTOR_CONF, InputError, log, read_json, write_json, atomic_path
 from .data import load_coco
 from .megadetector import read_megadetector
 from .cameras import rebuild_sequences
@@ -22,7 +21,7 @@ from .fields import parse_datetimes
 from .photos import MAX_PIXELS, list_images, orientation, pmap, progress
 from .preprocess import resize_images
 from .crops import make_crops
-from .distributed import local_preds, process_state
+from .distributed import launch_folder_lock, local_preds, process_state
 from .detect import DEFAULT_DETECTOR, detect_folder
 from .models import KINDS, load_model, model_paths
 from .predict import INDEX_NAME, predict_items, predict_probs
@@ -33,7 +32,7 @@ from .vocab import write_probs
 from .pipeline import MAX_BOXES_PER_IMAGE, PROBS, cap_boxes, answer_sequences, write_answers, handle_repeats
 from .repeats import RepeatConfig
 from .exports import SPECIESNET_VERSIONS
-from .taxonomy import (blocked_classes, fence_probs, load_gps_locations, locate, read_geofence,
+from .taxonomy import (blocked_classes, fence_probs, load_gps_locations, location_places, read_geofence,
                                   read_taxonomy)
 
 # %% auto #0
@@ -348,13 +347,8 @@ def photo_places(images:pd.DataFrame, # the photos: image_id, location
                 )->pd.DataFrame|None: # per location: latitude, longitude, country, admin1; None: no place given
     "Each camera's place: its coordinates and the country found from them, else the country the options give."
     if cfg.gps is None and cfg.country is None: return None
-    cols = ['location', 'latitude', 'longitude', 'country', 'admin1']
-    gps = locate(load_gps_locations(cfg.gps)) if cfg.gps is not None else pd.DataFrame(columns=cols)
-    p = pd.DataFrame({'location': images.location.astype(str).unique()})
-    p = p.merge(gps[cols].astype({'location': str}), on='location', how='left')
-    for c, v in (('country', cfg.country), ('admin1', cfg.admin1_region)):
-        if v: p[c] = p[c].astype(object).where(p[c].notna(), v.upper() if c == 'country' else v)
-    return p
+    gps = load_gps_locations(cfg.gps) if cfg.gps is not None else None
+    return location_places(images.location, gps, cfg.country, cfg.admin1_region) # `taxonomy.location_places`
 
 # %% ../nbs/09b_infer.ipynb #83626912
 def fence_model_probs(probs:dict, # each model's probabilities: 'full' by image_id, 'crop' by crop_id
@@ -399,13 +393,6 @@ def _detections(images_dir, detections, out:Path, cfg:InferConfig, show_progress
                       show_progress=show_progress)
     return path
 
-@contextmanager
-def _hold(out:Path, ps):
-    "`core.folder_lock` on `out` held by the main process of a launch; the others start once it holds it."
-    with folder_lock(out) if ps.is_main_process else nullcontext():
-        ps.wait_for_everyone()
-        yield
-
 def predict_folder(images_dir, # folder of photos (camera subfolders when there is no COCO file)
                    detections, # MegaDetector results for these photos (1.x or iWildCam's); None: run it
                    models, # folder of the full and crop models (full.safetensors/.json, crop...)
@@ -418,7 +405,7 @@ def predict_folder(images_dir, # folder of photos (camera subfolders when there 
     "Species and counts per sequence for a folder of new photos: resumable, every failure recorded per photo."
     cfg, out, ps = cfg or InferConfig(), Path(out), process_state()
     if not ps.is_main_process: show_progress = False
-    with _hold(out, ps): # one run per output folder (`core.folder_lock`)
+    with launch_folder_lock(out): # one run per output folder (`core.folder_lock`)
         learners = load_models(models, cfg.bs) # first: a missing model is found before any long work
         images = _photos(images_dir, annotations, cfg, show_progress)
         tax, places = read_taxonomy(cfg.taxonomy) if cfg.taxonomy else None, photo_places(images, cfg)

@@ -12,14 +12,17 @@ from PIL import Image, ImageDraw
 from .core import InputError, require_columns
 
 # %% auto #0
-__all__ = ['MASK_MODES', 'MASK_COLS', 'read_instance_mask', 'load_instance_masks', 'overlay_masks']
+__all__ = ['MASK_MODES', 'MASK_COLS', 'mask_array', 'read_instance_mask', 'load_instance_masks', 'overlay_masks']
 
 # %% ../nbs/01f_masks.ipynb #0b217a8a
 MASK_MODES = ('L', 'P', 'I', 'I;16') # single-channel PNG modes read as instance masks
 _FAIL_COLS = ['image_id', 'stage', 'reason'] # the failures table, as elsewhere in the package
 
-def _as_mask(src, where)->np.ndarray:
-    "The array of a mask file or array `src`; `InputError` at `where` if it is missing or multi-channel."
+def mask_array(src, # a mask file (PNG), or an array
+               where=None, # name for messages; default `src`
+              )->np.ndarray: # H x W integers, as stored
+    "The array of an instance mask file or array: `InputError` if it is missing, unreadable or not 2-D integers."
+    where = src if where is None else where
     if isinstance(src, np.ndarray): a, mode = src, None
     else:
         p = Path(src)
@@ -32,6 +35,8 @@ def _as_mask(src, where)->np.ndarray:
         raise InputError(where, 'mode', f'array of shape {a.shape}, {a.dtype}: an instance mask is 2-D integers')
     return a
 
+
+# %% ../nbs/01f_masks.ipynb #5f2f45ab
 def read_instance_mask(src, # a mask file (PNG), or an H x W integer array
                        n_boxes:int, # detections of that image in the MegaDetector file
                        size:tuple, # the photo's (width, height)
@@ -39,7 +44,7 @@ def read_instance_mask(src, # a mask file (PNG), or an H x W integer array
                       )->np.ndarray: # H x W integers, 0..n_boxes
     "One instance mask, checked: present, single-channel, the photo's size, values within the image's boxes."
     where = src if where is None else where
-    a = _as_mask(src, where)
+    a = mask_array(src, where)
     if (a.shape[1], a.shape[0]) != tuple(size):
         raise InputError(where, 'size', f'{a.shape[1]}x{a.shape[0]} but the photo is {size[0]}x{size[1]}')
     if a.size and (a.max() > n_boxes or a.min() < 0):

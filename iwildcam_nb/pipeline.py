@@ -205,6 +205,9 @@ class StepRecord:
 
     def run(self, name:str, opts, outputs:list, fn):
         "Call `fn()` unless step `name` finished with the same `opts` and its `outputs` exist."
+        from iwildcam_nb.distributed import process_state
+        ps = process_state()
+        ps.wait_for_everyone() # a launch's processes read the record rank 0 left, and decide alike
         rec, fp = self.done(), _fingerprint(opts)
         if not self.rerun and rec.get(name) == fp and all(Path(o).exists() for o in outputs):
             log.info('%s: already done, skipped', name)
@@ -212,7 +215,8 @@ class StepRecord:
         self.rerun = True
         t0 = time.time()
         fn()
-        write_json({**self.done(), name: fp}, self.path)
+        ps.wait_for_everyone() # done in every process before it is recorded
+        if ps.is_main_process: write_json({**self.done(), name: fp}, self.path)
         return f'{time.time() - t0:.1f} s'
 
 # %% ../nbs/09a_pipeline.ipynb #c38cbf95
@@ -453,17 +457,17 @@ def run(inp:Inputs, # where the data set is
         show_progress:bool|None=None, # progress bars; None = only on a terminal
        )->pd.DataFrame: # one row per step: how long it took, or 'skipped'
     "Run every stage on `inp` into `out` (held by this run), skipping steps done with the same options."
-    from iwildcam_nb.core import folder_lock
-    cfg, out = cfg or RunConfig(), Path(out)
-    with folder_lock(out): # one run per output folder: a second is refused, naming this one
+    from iwildcam_nb.distributed import launch_folder_lock, is_main_process
+    cfg, out, main = cfg or RunConfig(), Path(out), is_main_process()
+    with launch_folder_lock(out): # one run per output folder: a second is refused, naming this one
         t, st, opts = load_inputs(inp, cfg.max_boxes_per_image), StepRecord(out), _step_opts(cfg, inp)
-        sp = show_progress
-        fns = {'prepare': lambda: prepare(t, inp, out, cfg, sp),
+        sp = show_progress if main else False
+        fns = {'prepare': lambda: prepare(t, inp, out, cfg, sp) if main else None, # rank 0 and its pool
                'train full': lambda: train_models(t, out, cfg, 'full', sp),
                'train crop': lambda: train_models(t, out, cfg, 'crop', sp, inp),
                'predict full': lambda: predict_test(t, out, cfg, 'full', sp),
                'predict crop': lambda: predict_test(t, out, cfg, 'crop', sp),
-               'aggregate': lambda: aggregate(t, out, cfg, inp)}
+               'aggregate': lambda: aggregate(t, out, cfg, inp) if main else None}
         outs = _step_outputs(out)
         return pd.DataFrame({'step': _STEPS, 'took': [st.run(s, opts[s], outs[s], fns[s]) for s in _STEPS]})
 

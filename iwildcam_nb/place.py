@@ -12,7 +12,7 @@ from .core import InputError, log
 from .vocab import EMPTY, class_vocab
 from .data import load_coco
 from .detect import import_megadetector
-from .taxonomy import (blocked_classes, fence_probs, geofence_from_training, load_gps_locations, locate,
+from .taxonomy import (blocked_classes, fence_probs, geofence_from_training, load_gps_locations, location_places,
                                   read_taxonomy, speciesnet_decide, taxon_keys)
 from .priors import PriorConfig, choose_prior_weight, prior_lift, sightings, apply_prior
 from .habitat import HabitatConfig, choose_habitat_weight, combine_lifts, habitat_features, habitat_lift
@@ -32,12 +32,9 @@ def camera_places(images:pd.DataFrame, # images table: image_id, location
                   admin1:str|None=None, # admin1 region for them (a US state), if known
                  )->pd.DataFrame: # per image_id: country, admin1 (None where unknown)
     "Each photo's country and admin1 region, from its camera's coordinates or the given defaults."
-    found = locate(gps).set_index('location')[['country', 'admin1']] if len(gps) else None
-    loc = images.location.astype(str).to_numpy()
-    p = (found.reindex(loc) if found is not None else pd.DataFrame(index=loc, columns=['country', 'admin1']))
-    p = p.astype(object).set_axis(pd.Index(images.image_id.to_numpy(), name='image_id'))
-    if country: p['country'] = p.country.where(p.country.notna(), country)
-    if admin1: p['admin1'] = p.admin1.where(p.admin1.notna(), admin1)
+    per_camera = location_places(images.location, gps, country, admin1).set_index('location')
+    p = per_camera[['country', 'admin1']].reindex(images.location.astype(str).to_numpy()).astype(object)
+    p = p.set_axis(pd.Index(images.image_id.to_numpy(), name='image_id'))
     return p.where(p.notna(), None)
 
 # %% ../nbs/09d_place.ipynb #6668775a

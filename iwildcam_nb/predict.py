@@ -12,7 +12,8 @@ from .photos import list_images
 from .vocab import check_probs, write_probs
 
 # %% auto #0
-__all__ = ['INDEX_NAME', 'predict_items', 'plain_preds', 'tta_preds', 'use_tta', 'predict_probs', 'model_probs']
+__all__ = ['INDEX_NAME', 'PREDICT_CHUNK', 'predict_items', 'plain_preds', 'tta_preds', 'use_tta', 'predict_probs', 'shared_probs',
+           'model_probs']
 
 # %% ../nbs/05_predict.ipynb #c8e81f4b
 INDEX_NAME = {'full': 'image_id', 'crop': 'crop_id'} # the index of each kind's probability table
@@ -99,6 +100,30 @@ def predict_probs(learn, # learner from `models.load_model` (it has `meta`)
     preds = tta_preds(learn, dl, n, beta, show_progress) if tta else plain_preds(learn, dl, show_progress)
     return _probs_table(preds, items, key, vocab, f'{kind} model')
 
+# %% ../nbs/05_predict.ipynb #929309e0
+PREDICT_CHUNK = 4096 # rows predicted together: the unit processes share; TTA is seeded per chunk
+
+def shared_probs(learn, # learner from `models.load_model` (it has `meta`)
+                 items:pd.DataFrame, # pictures to predict, from `predict_items`
+                 tta:bool|None=None, # test-time augmentation (see `tta_preds`); None: as `use_tta` decides
+                 n:int=_TTA_PASSES, beta:float=_TTA_BETA, # TTA passes and weight of the plain prediction
+                 show_progress:bool|None=None, # see `models.quiet`
+                 seed:int|None=0, # TTA: chunk k is seeded with seed + k; None: not seeded
+                 chunk:int|None=None, # rows per chunk; None: `PREDICT_CHUNK` (read at call time)
+                )->pd.DataFrame: # as `predict_probs`, in `items` order, in every process
+    "`predict_probs` chunk by chunk, shared by a launch's processes: the same bytes in any number of them."
+    from iwildcam_nb.distributed import local_preds, share_work # torch: imported when first needed
+    chunk = chunk or PREDICT_CHUNK
+    parts = [items.iloc[i:i + chunk] for i in range(0, len(items), chunk)] or [items]
+    one_bar = len(parts) == 1 # one chunk: fastai's bar of batches; more: a bar of chunks
+    def predict(k_part):
+        k, part = k_part
+        return predict_probs(learn, part, tta, n, beta, show_progress if one_bar else False,
+                             None if seed is None else seed + k)
+    with local_preds(learn):
+        tables = share_work(predict, list(enumerate(parts)), False if one_bar else show_progress, 'chunk')
+    return pd.concat(tables)
+
 # %% ../nbs/05_predict.ipynb #0f71d430
 def model_probs(model, # saved model: its .safetensors or .json file, or their common stem
                 folder, # resized frames (full model) or crops folder with crops.csv (crop model)
@@ -111,10 +136,11 @@ def model_probs(model, # saved model: its .safetensors or .json file, or their c
                 seed:int|None=0, # TTA: seed of the augmentations (see `predict_probs`); None: not seeded
                 show_progress:bool|None=None, # see `models.quiet`
                )->pd.DataFrame:
-    "The probability table of a saved model on the pictures in `folder`, also written to `dest` if given."
+    "The probability table of a saved model on the pictures in `folder`, also written (once) to `dest`."
+    from iwildcam_nb.distributed import is_main_process
     learn = load_model(model, bs=bs)
     items = predict_items(learn.meta['kind'], folder, images, crops)
-    probs = predict_probs(learn, items, tta, n, beta, show_progress, seed)
-    if dest is not None: write_probs(probs, dest)
+    probs = shared_probs(learn, items, tta, n, beta, show_progress, seed) # shared by a launch's processes
+    if dest is not None and is_main_process(): write_probs(probs, dest)
     log.info('%s model: %d probability rows%s', learn.meta['kind'], len(probs), f' -> {dest}' if dest else '')
     return probs

@@ -11,11 +11,11 @@ import numpy as np, pandas as pd
 from .core import require_file, require_columns, InputError, log, read_json, write_json
 
 # %% auto #0
-__all__ = ['LEVELS', 'SPECIESNET', 'ROLLUP_LEVELS', 'ADMIN1_COUNTRIES', 'check_taxonomy', 'taxonomy_from_categories',
-           'read_taxonomy', 'taxon_keys', 'to_speciesnet_labels', 'from_speciesnet_labels', 'ancestor_key',
-           'taxon_nodes', 'check_geofence', 'read_geofence', 'write_geofence', 'is_blocked', 'geofence_from_training',
-           'blocked_classes', 'fence_probs', 'SpeciesNetRules', 'roll_up', 'speciesnet_decide', 'locate',
-           'load_gps_locations']
+__all__ = ['LEVELS', 'SPECIESNET', 'ROLLUP_LEVELS', 'ADMIN1_COUNTRIES', 'PLACE_COLUMNS', 'check_taxonomy',
+           'taxonomy_from_categories', 'read_taxonomy', 'taxon_keys', 'to_speciesnet_labels', 'from_speciesnet_labels',
+           'ancestor_key', 'taxon_nodes', 'check_geofence', 'read_geofence', 'write_geofence', 'is_blocked',
+           'geofence_from_training', 'blocked_classes', 'fence_probs', 'SpeciesNetRules', 'roll_up',
+           'speciesnet_decide', 'locate', 'load_gps_locations', 'location_places']
 
 # %% ../nbs/06a_taxonomy.ipynb #c3f1cd10
 LEVELS = ('class', 'order', 'family', 'genus', 'species') # SpeciesNet's taxonomy levels, highest first
@@ -590,3 +590,21 @@ def load_gps_locations(path, # iWildCam's gps_locations.json (see above)
             for k,v in d.items()]
     return pd.DataFrame(rows, columns=['location', 'latitude', 'longitude']).astype(
         {'location': 'str', 'latitude': float, 'longitude': float})
+
+# %% ../nbs/06a_taxonomy.ipynb #f5b7c959
+PLACE_COLUMNS = ['location', 'latitude', 'longitude', 'country', 'admin1'] # a camera's place
+
+def location_places(locations, # camera ids (text or numbers, repeats allowed)
+                    gps:pd.DataFrame|None, # location, latitude, longitude (`load_gps_locations`); None: none
+                    country:str|None=None, # ISO3 country of the cameras without coordinates; None: unknown
+                    admin1:str|None=None, # their admin1 region (a US state), if known
+                   )->pd.DataFrame: # per distinct location (text): PLACE_COLUMNS, NaN/None where unknown
+    "Each camera's place: its coordinates and the country found from them, else the country and region given."
+    found = (locate(gps)[PLACE_COLUMNS].astype({'location': str}) if gps is not None and len(gps)
+             else pd.DataFrame(columns=PLACE_COLUMNS))
+    p = pd.DataFrame({'location': pd.unique(pd.Series(locations).astype(str).to_numpy(object))})
+    p = p.merge(found, on='location', how='left')
+    given = p.country.isna() # the cameras the defaults are for
+    p['country'] = p.country.astype(object).where(~given, country.upper() if country else None)
+    p['admin1'] = p.admin1.astype(object).where(~given, admin1)
+    return p

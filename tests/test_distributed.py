@@ -51,3 +51,46 @@ def test_two_processes_predict_the_same_bytes(world, tmp_path):
     assert [p.name for p in parts] == sorted(p.name for p in (ref/'checkpoints').glob('part_*.npz'))
     t, half = [p.stat().st_mtime_ns for p in parts], (len(parts) + 1)//2 # rank 0 takes the first half, rank 1 the rest
     assert t[half] < t[half - 1], 'the second half was not predicted beside the first, by another process'
+
+RUN_SCRIPT = '''
+import sys
+from pathlib import Path
+from iwildcam_nb.pipeline import sample_inputs, quick_config
+import iwildcam_nb.predict
+from iwildcam_nb.cli import _run
+data, out = map(Path, sys.argv[1:3])
+iwildcam_nb.predict.PREDICT_CHUNK = 5 # several chunks for the two processes to share
+cfg = quick_config(dict(arch='tiny', pretrained=False, size=32, frozen_epochs=0, epochs=1, bs=8), n_workers=0)
+_run(sample_inputs(data), out, cfg, quiet=True) # what `iwildcam-nb run` calls, with a tiny network
+'''
+
+def test_run_under_accelerate_shares_the_steps(tmp_path, monkeypatch):
+    """`run` launched on two CPU processes: rank 0 holds the folder, prepares, answers and prints; both train
+    (data-parallel) and predict their share. The probability tables have the bytes one process writes with the
+    models the run trained, and a second launch resumes with every step skipped."""
+    from iwildcam_nb.sample import make_sample
+    from iwildcam_nb.pipeline import PROBS, sample_inputs, load_inputs
+    import iwildcam_nb.predict
+    from iwildcam_nb.predict import model_probs
+    from iwildcam_nb.core import LOCK_FILE
+    data = make_sample(tmp_path/'data', seed=3, width=64, height=48, seqs_per_location=2)
+    (tmp_path/'run.py').write_text(RUN_SCRIPT)
+    out, env = tmp_path/'out', {**os.environ, 'OMP_NUM_THREADS': '1'}
+    launch = lambda: subprocess.run([sys.executable, *LAUNCHERS['accelerate'](), str(tmp_path/'run.py'), str(data), str(out)],
+                                    capture_output=True, text=True, env=env, timeout=900)
+    r = launch()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'process 1 of 2: done (process 0 writes the outputs)' in r.stdout and r.stdout.count('predict crop') == 1, r.stdout
+    assert json.loads((out/'.steps.json').read_text()).keys() == {'prepare', 'train full', 'train crop', 'predict full', 'predict crop', 'aggregate'}
+    assert (out/'submission_2021.csv').is_file() and (out/LOCK_FILE).read_text() == '' # answered, and the folder let go
+    test = load_inputs(sample_inputs(data)).images.query("split == 'test'")
+    assert len(test) > 10 # more chunks of 5 than processes
+    monkeypatch.setattr(iwildcam_nb.predict, 'PREDICT_CHUNK', 5) # the launch's chunks, in this one process
+    for kind, folder in (('full', out/'resized'/'test'), ('crop', out/'crops'/'test')):
+        one = tmp_path/f'{kind}_one_process.csv'
+        p = model_probs(out/'models'/kind, folder, one, images=test if kind == 'full' else None, show_progress=False)
+        assert len(p) > 0
+        assert one.read_bytes() == (out/PROBS[kind]).read_bytes(), f'{kind}: two processes wrote other bytes than one'
+    r = launch()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count('skipped') == 6, r.stdout
