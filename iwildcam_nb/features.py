@@ -26,7 +26,7 @@ def head_layers(learn):
     return learn.model[1][2:]
 
 # %% ../nbs/03b_features.ipynb #7f65585c
-FEATURE_CHUNK = 1024 # pictures per share of the work when a launch's processes extract features together
+FEATURE_CHUNK = 256 # pictures per share of the work when a launch's processes extract features together
 
 def _features(learn, items:pd.DataFrame, show_progress:bool|None=None)->np.ndarray:
     "Pooled backbone features of `items` in this process."

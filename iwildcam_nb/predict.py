@@ -101,7 +101,7 @@ def predict_probs(learn, # learner from `models.load_model` (it has `meta`)
     return _probs_table(preds, items, key, vocab, f'{kind} model')
 
 # %% ../nbs/05_predict.ipynb #929309e0
-PREDICT_CHUNK = 4096 # rows predicted together: the unit processes share; TTA is seeded per chunk
+PREDICT_CHUNK = 1024 # rows predicted together: the unit processes share; TTA is seeded per chunk
 
 def shared_probs(learn, # learner from `models.load_model` (it has `meta`)
                  items:pd.DataFrame, # pictures to predict, from `predict_items`
