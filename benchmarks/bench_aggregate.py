@@ -19,7 +19,8 @@ The stages run their per-sequence work in blocks of whole sequences (`iwildcam_n
 `--seq-block` to change it); in the first round the smallest scale is also run unblocked and every output compared
 with the blocked one (`--no-check-blocks` skips that). pandas 3 stores text columns with pyarrow when it is
 installed, which changes the timings: `--strings python` (or `pyarrow`) fixes the storage, and the first line says
-which one is used.
+which one is used. `--int-ids` times the same sets with every text id replaced by an integer (the stages accept
+either): the best case of moving the stages onto integer ids.
 """
 import argparse, os, resource, tempfile, threading, time
 from pathlib import Path
@@ -139,6 +140,16 @@ def make_crops(dets:pd.DataFrame, im:pd.DataFrame, truth:np.ndarray, cats:pd.Dat
     lab = noisy(truth[seq], ids, .8, .05, rng)
     a = peaked_probs(len(c), ids, np.searchsorted(ids, lab), rng)
     return c, pd.DataFrame(a, index=pd.Index(c.crop_id.to_numpy(), name='crop_id'), columns=list(ids), copy=False)
+
+def integer_ids(d:dict)->dict:
+    "Set `d` with every text id (image, sequence, crop) replaced by a 62-bit integer from Python's `hash`: the best case of integer ids."
+    code = lambda a: np.fromiter((hash(x) & ((1 << 62) - 1) for x in np.asarray(a, dtype=object)), np.int64, len(a))
+    im, pr, c = d['images'], d['preds'], d['crops']
+    return dict(d, images=im.assign(image_id=code(im.image_id), seq_id=code(im.seq_id)),
+                probs=d['probs'].set_axis(pd.Index(code(d['probs'].index), name='image_id')),
+                preds=pr.assign(image_id=code(pr.image_id), seq_id=code(pr.seq_id)), dets=d['dets'].assign(image_id=code(d['dets'].image_id)),
+                crops=c.assign(image_id=code(c.image_id), crop_id=code(c.crop_id)),
+                crop_probs=d['crop_probs'].set_axis(pd.Index(code(d['crop_probs'].index), name='crop_id')))
 
 def make_set(scale:float, seed:int=0)->dict:
     "The whole test set at `scale` times the iWildCam 2021 test set: tables keyed as `predict_sequences` names them."
@@ -260,6 +271,8 @@ def parse_args():
                    help="pandas' storage of text columns (pandas 3 picks pyarrow when it is installed): 'auto' keeps that")
     p.add_argument('--seq-block', type=int, default=None,
                    help='rows per block of whole sequences in the stages (iwildcam_nb.sequences.SEQ_BLOCK); default: the package\'s')
+    p.add_argument('--int-ids', action='store_true',
+                   help='replace every text id by an integer before timing: what a refactor onto integer ids could gain at best')
     p.add_argument('--no-check-blocks', dest='check_blocks', action='store_false',
                    help='skip comparing the blocked stages with unblocked ones at the smallest scale')
     a = p.parse_args()
@@ -277,12 +290,12 @@ def parse_args():
         if x not in ok: p.error(f'{x!r} is not one of {ok}')
     return a
 
-def generate(scales:list, fraction:float, seed:int)->dict:
+def generate(scales:list, fraction:float, seed:int, int_ids:bool=False)->dict:
     "The set of each scale, generated before any timing (so that the scales can take turns under the same load)."
     sets = {}
     for s in scales:
         t0 = time.perf_counter()
-        d = sets[s] = make_set(s*fraction, seed)
+        d = sets[s] = integer_ids(make_set(s*fraction, seed)) if int_ids else make_set(s*fraction, seed)
         mb = (d['probs'].memory_usage().sum() + d['crop_probs'].memory_usage().sum())/1e6
         print(f'{s:g}x: generated {len(d["images"]):,} images / {d["images"].seq_id.nunique():,} sequences / {len(d["dets"]):,} boxes / '
               f'{len(d["crops"]):,} crops, {d["probs"].shape[1]} classes ({mb:,.0f} MB of probs) in {time.perf_counter() - t0:.1f} s (not counted)', flush=True)
@@ -312,7 +325,7 @@ def main():
     from iwildcam_nb.sequences import SEQ_BLOCK
     print(f'{load()} before generating; text columns stored by {pd.options.mode.string_storage!r} '
           f'(pyarrow installed: {_has_arrow()}); SEQ_BLOCK {SEQ_BLOCK:,}', flush=True)
-    sets = generate(a.scales, a.fraction, a.seed)
+    sets = generate(a.scales, a.fraction, a.seed, a.int_ids)
     res = bench(sets, a); del sets
     print(f'\nbest of {a.repeat} rounds (the scales take turns in each round; seq_preds checked); wall seconds;\n'
           f'pipeline = vote:{a.votes[0]} + count:{a.rules[0]} + submissions + writes; "slowest rules": slowest vote + slowest count + the rest;\n'
