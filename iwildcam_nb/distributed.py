@@ -21,7 +21,7 @@ from .photos import progress
 
 # %% auto #0
 __all__ = ['AnyBackendDL', 'AnyBackendTrainer', 'is_main_process', 'data_parallel', 'process_state', 'local_preds',
-           'launch_folder_lock', 'share_work', 'alone']
+           'launch_folder_lock', 'share_work', 'share_rows', 'alone']
 
 # %% ../nbs/03a_distributed.ipynb #6032d133
 class AnyBackendDL(DistributedDL):
@@ -97,6 +97,17 @@ def share_work(fn:Callable, # called on each item of this process's share
     done = [(k, fn(x)) for k, x in progress(mine, len(mine), show, unit)]
     if launched: process_state(); done = gather_object(done) # the state first: gloo on CPUs, our timeout
     return [r for _, r in sorted(done, key=lambda kr: kr[0])]
+
+# %% ../nbs/03a_distributed.ipynb #2f35233e
+def share_rows(fn:Callable, # fn(k, rows, show_progress): the work on chunk k
+               rows, # a table (anything `iloc` cuts), the same in every process
+               chunk:int, # rows per chunk: fixed, so that results do not depend on the processes
+               show_progress:bool|None=None, # one chunk: `fn`'s own bar; more: a bar of chunks
+              )->list: # `fn` of every chunk, in order, in every process
+    "`share_work` over fixed chunks of `rows` (at least one, maybe empty), numbered for `fn`."
+    parts = list(enumerate([rows.iloc[i:i + chunk] for i in range(0, len(rows), chunk)] or [rows]))
+    if len(parts) == 1: return [fn(0, rows, show_progress)]
+    return share_work(lambda kp: fn(*kp, False), parts, show_progress, 'chunk')
 
 # %% ../nbs/03a_distributed.ipynb #6f9b36be
 @contextmanager

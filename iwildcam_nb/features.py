@@ -42,10 +42,8 @@ def extract_features(learn, # a vision learner (see `models.make_learner`)
                     )->np.ndarray: # (pictures, features), float32
     "Pooled backbone features of `items` through the learner's test-time transforms, shared by a launch's processes."
     if not len(items): return np.zeros((0, 0), np.float32)
-    parts = [items.iloc[i:i + FEATURE_CHUNK] for i in range(0, len(items), FEATURE_CHUNK)]
-    if len(parts) == 1: return _features(learn, items, show_progress) # one bar, of batches
-    from iwildcam_nb.distributed import share_work # torch: imported when first needed
-    return np.concatenate(share_work(lambda p: _features(learn, p, False), parts, show_progress, 'chunk'))
+    from iwildcam_nb.distributed import share_rows # torch: imported when first needed
+    return np.concatenate(share_rows(lambda k, p, bar: _features(learn, p, bar), items, FEATURE_CHUNK, show_progress))
 
 # %% ../nbs/03b_features.ipynb #ea803598
 def cache_file(cache_dir, # folder of the feature caches

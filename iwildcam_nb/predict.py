@@ -112,17 +112,9 @@ def shared_probs(learn, # learner from `models.load_model` (it has `meta`)
                  chunk:int|None=None, # rows per chunk; None: `PREDICT_CHUNK` (read at call time)
                 )->pd.DataFrame: # as `predict_probs`, in `items` order, in every process
     "`predict_probs` chunk by chunk, shared by a launch's processes: the same bytes in any number of them."
-    from iwildcam_nb.distributed import local_preds, share_work # torch: imported when first needed
-    chunk = chunk or PREDICT_CHUNK
-    parts = [items.iloc[i:i + chunk] for i in range(0, len(items), chunk)] or [items]
-    one_bar = len(parts) == 1 # one chunk: fastai's bar of batches; more: a bar of chunks
-    def predict(k_part):
-        k, part = k_part
-        return predict_probs(learn, part, tta, n, beta, show_progress if one_bar else False,
-                             None if seed is None else seed + k)
-    with local_preds(learn):
-        tables = share_work(predict, list(enumerate(parts)), False if one_bar else show_progress, 'chunk')
-    return pd.concat(tables)
+    from iwildcam_nb.distributed import local_preds, share_rows # torch: imported when first needed
+    def predict(k, part, bar): return predict_probs(learn, part, tta, n, beta, bar, None if seed is None else seed + k)
+    with local_preds(learn): return pd.concat(share_rows(predict, items, chunk or PREDICT_CHUNK, show_progress))
 
 # %% ../nbs/05_predict.ipynb #0f71d430
 def model_probs(model, # saved model: its .safetensors or .json file, or their common stem
