@@ -20,7 +20,9 @@ The stages run their per-sequence work in blocks of whole sequences (`iwildcam_n
 with the blocked one (`--no-check-blocks` skips that). pandas 3 stores text columns with pyarrow when it is
 installed, which changes the timings: `--strings python` (or `pyarrow`) fixes the storage, and the first line says
 which one is used. `--int-ids` times the same sets with every text id replaced by an integer (the stages accept
-either): the best case of moving the stages onto integer ids.
+either): the best case of moving the stages onto integer ids. `--primitives` times instead numpy's own building
+blocks (a sum, a copy, a gather in random order, a bincount, a scatter-add, a radix argsort, filling fresh memory) on
+as many rows as each scale has photos: how much of a stage's growth the machine's caches and pages give any code.
 """
 import argparse, os, resource, tempfile, threading, time
 from pathlib import Path
@@ -273,6 +275,8 @@ def parse_args():
                    help='rows per block of whole sequences in the stages (iwildcam_nb.sequences.SEQ_BLOCK); default: the package\'s')
     p.add_argument('--int-ids', action='store_true',
                    help='replace every text id by an integer before timing: what a refactor onto integer ids could gain at best')
+    p.add_argument('--primitives', action='store_true',
+                   help="time only numpy's building blocks (gathers, bincount, fresh memory) on each scale's number of rows: the machine's own growth")
     p.add_argument('--no-check-blocks', dest='check_blocks', action='store_false',
                    help='skip comparing the blocked stages with unblocked ones at the smallest scale')
     a = p.parse_args()
@@ -320,8 +324,27 @@ def bench(sets:dict, a)->dict:
                   'total, CPU s': totals(c, a.votes, a.rules)[0], 'peak GB over inputs': extra[s]}
     return res
 
+def primitive_growth(scales:list, fraction:float=1.0, repeat:int=7)->str:
+    "A table of numpy's own building blocks timed on as many rows as the photos of each scale: how this machine grows."
+    n0, rng = BASE['n_images']*fraction, np.random.default_rng(0)
+    ops = {'sum (sequential read)': lambda a, i, c, p: a.sum(), 'copy': lambda a, i, c, p: a.copy(),
+           'gather in random order': lambda a, i, c, p: a[i], 'bincount of codes': lambda a, i, c, p: np.bincount(c),
+           'scatter-add (np.add.at)': lambda a, i, c, p: np.add.at(np.zeros(len(a)//4 + 1), c, a),
+           'radix argsort, int16': lambda a, i, c, p: np.argsort(p, kind='stable'),
+           'fill fresh memory (25 B/row)': lambda a, i, c, p: np.zeros(len(a)*25)[::512].fill(1)}
+    t = {}
+    for s in scales:
+        n = max(1, round(n0*s))
+        args = rng.random(n), rng.permutation(n), rng.integers(0, n//4 + 1, n), rng.integers(0, 64, n).astype(np.int16)
+        for k, f in ops.items(): t[k, s] = min(timed(lambda: f(*args))[0] for _ in range(repeat))
+    s0 = scales[0]
+    head = f'{"numpy primitive":<30}' + ''.join(f'{f"{s:g}x (ms)":>11}' for s in scales) + ''.join(f'{f"{s:g}x/{s0:g}x":>10}' for s in scales[1:])
+    rows = [f'{k:<30}' + ''.join(f'{t[k, s]*1e3:11.3f}' for s in scales) + ''.join(f'{t[k, s]/t[k, s0]:10.2f}' for s in scales[1:]) for k in ops]
+    return '\n'.join([head, '-'*len(head), *rows])
+
 def main():
     a = parse_args()
+    if a.primitives: return print(primitive_growth(a.scales, a.fraction))
     from iwildcam_nb.sequences import SEQ_BLOCK
     print(f'{load()} before generating; text columns stored by {pd.options.mode.string_storage!r} '
           f'(pyarrow installed: {_has_arrow()}); SEQ_BLOCK {SEQ_BLOCK:,}', flush=True)

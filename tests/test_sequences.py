@@ -197,3 +197,13 @@ def test_benchmark_runs_small():
                         '--rule', 'all', '--seq-block', '300'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     for s in ('identical to unblocked', 'vote:mean_prob', 'count:species_max', 'write 2021', 'total', 'growth: total 2x/1x', 'no verdict'): assert s in r.stdout
+
+def test_benchmark_primitives_small():
+    "bench_aggregate.py --primitives: one row per numpy building block, a time per scale and the growth, all positive."
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'bench_aggregate.py'), '--primitives', '--fraction', '0.01', '--scales', '1,2'],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [l for l in r.stdout.splitlines()[2:] if l.strip()]
+    assert [l[:30].strip() for l in rows] == ['sum (sequential read)', 'copy', 'gather in random order', 'bincount of codes',
+                                             'scatter-add (np.add.at)', 'radix argsort, int16', 'fill fresh memory (25 B/row)']
+    assert all(len(l.split()[-3:]) == 3 and all(float(x) > 0 for x in l.split()[-3:]) for l in rows)
