@@ -375,13 +375,29 @@ def test_unwritable_output_refused_before_decoding(tmp_path, monkeypatch):
     with pytest.raises(InputError, match='cannot write here'): make_crops(dets, tmp_path/'src', tmp_path/'afile'/'c', **FAST)
     assert calls == []
 
-@pytest.mark.skipif(not hasattr(os, 'geteuid') or os.geteuid() == 0, reason='root may write into a read-only folder')
-def test_read_only_output_refused(tmp_path):
-    frames(tmp_path/'src', 2)
-    (tmp_path/'ro').mkdir(); os.chmod(tmp_path/'ro', 0o555)
-    try:
-        with pytest.raises(InputError, match='cannot write here.*ermission'): resize_images(tmp_path/'src', tmp_path/'ro', **FAST)
-    finally: os.chmod(tmp_path/'ro', 0o755)
+READ_ONLY_SCRIPT = """
+import os, sys
+from iwildcam_nb.core import InputError
+from iwildcam_nb.preprocess import resize_images
+if os.geteuid() == 0: os.setgid(65534); os.setuid(65534) # root gives itself up for `nobody`, to whom permissions apply
+try: resize_images(sys.argv[1], sys.argv[2], n_workers=0, show_progress=False)
+except InputError as e: sys.exit(f'InputError: {e}')
+"""
+
+@pytest.mark.skipif(not hasattr(os, 'geteuid'), reason='no users and permissions to test')
+def test_read_only_output_refused():
+    "A folder the user may not write into: one InputError naming it and the reason (as `nobody` when the tests run as root)."
+    import tempfile
+    with tempfile.TemporaryDirectory() as d: # not under pytest's own folder, which only its owner may enter
+        d = Path(d)
+        frames(d/'src', 2); (d/'ro').mkdir()
+        for p in [d, *d.rglob('*')]: os.chmod(p, 0o755 if p.is_dir() else 0o644) # readable by all, whatever the umask
+        os.chmod(d/'ro', 0o555)
+        r = subprocess.run([sys.executable, '-c', READ_ONLY_SCRIPT, str(d/'src'), str(d/'ro')], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 1 and r.stderr.startswith(f'InputError: {d/"ro"}:'), r.stderr
+        assert 'cannot write here' in r.stderr and 'ermission' in r.stderr, r.stderr
+        assert list((d/'ro').iterdir()) == []
 
 # --- option values are checked before any work -----------------------------------------------------
 
