@@ -234,14 +234,14 @@ def totals(t:dict, votes:list, rules:list)->tuple:
     return t[f'vote:{votes[0]}'] + t[f'count:{rules[0]}'] + rest, worst
 
 # ---------------------------------------------------------------- report
-def print_table(res:dict, scales:list):
-    "Seconds per stage (rows) and scale (columns), then t(k)/t(first scale) for the others."
+def print_table(res:dict, scales:list, label:str='stage', unit:str='s', width:int=22, digits:int=2):
+    "Times per row (stages or primitives) and scale (columns), then t(k)/t(first scale) for the others."
     s0, rows = scales[0], list(next(iter(res.values())).keys())
-    head = f'{"stage":<22}' + ''.join(f'{f"{s:g}x (s)":>10}' for s in scales) + ''.join(f'{f"{s:g}x/{s0:g}x":>10}' for s in scales[1:])
+    head = f'{label:<{width}}' + ''.join(f'{f"{s:g}x ({unit})":>10}' for s in scales) + ''.join(f'{f"{s:g}x/{s0:g}x":>10}' for s in scales[1:])
     print(head); print('-'*len(head))
     for r in rows:
         if r in ('total', 'peak GB over inputs'): print('-'*len(head))
-        print(f'{r:<22}' + ''.join(f'{res[s][r]:10.2f}' for s in scales) + ''.join(f'{res[s][r]/max(res[s0][r], 1e-9):10.2f}' for s in scales[1:]))
+        print(f'{r:<{width}}' + ''.join(f'{res[s][r]:10.{digits}f}' for s in scales) + ''.join(f'{res[s][r]/max(res[s0][r], 1e-9):10.2f}' for s in scales[1:]))
 
 def growth_line(res:dict, scales:list, key:str='total')->str:
     "How the total grows with the scale, compared with linear growth."
@@ -324,27 +324,24 @@ def bench(sets:dict, a)->dict:
                   'total, CPU s': totals(c, a.votes, a.rules)[0], 'peak GB over inputs': extra[s]}
     return res
 
-def primitive_growth(scales:list, fraction:float=1.0, repeat:int=7)->str:
-    "A table of numpy's own building blocks timed on as many rows as the photos of each scale: how this machine grows."
+def primitive_growth(scales:list, fraction:float=1.0, repeat:int=7)->dict:
+    "{scale: {primitive: ms}}: numpy's own building blocks timed on as many rows as the photos of each scale."
     n0, rng = BASE['n_images']*fraction, np.random.default_rng(0)
     ops = {'sum (sequential read)': lambda a, i, c, p: a.sum(), 'copy': lambda a, i, c, p: a.copy(),
            'gather in random order': lambda a, i, c, p: a[i], 'bincount of codes': lambda a, i, c, p: np.bincount(c),
            'scatter-add (np.add.at)': lambda a, i, c, p: np.add.at(np.zeros(len(a)//4 + 1), c, a),
            'radix argsort, int16': lambda a, i, c, p: np.argsort(p, kind='stable'),
            'fill fresh memory (25 B/row)': lambda a, i, c, p: np.zeros(len(a)*25)[::512].fill(1)}
-    t = {}
+    res = {}
     for s in scales:
         n = max(1, round(n0*s))
         args = rng.random(n), rng.permutation(n), rng.integers(0, n//4 + 1, n), rng.integers(0, 64, n).astype(np.int16)
-        for k, f in ops.items(): t[k, s] = min(timed(lambda: f(*args))[0] for _ in range(repeat))
-    s0 = scales[0]
-    head = f'{"numpy primitive":<30}' + ''.join(f'{f"{s:g}x (ms)":>11}' for s in scales) + ''.join(f'{f"{s:g}x/{s0:g}x":>10}' for s in scales[1:])
-    rows = [f'{k:<30}' + ''.join(f'{t[k, s]*1e3:11.3f}' for s in scales) + ''.join(f'{t[k, s]/t[k, s0]:10.2f}' for s in scales[1:]) for k in ops]
-    return '\n'.join([head, '-'*len(head), *rows])
+        res[s] = {k: 1e3*min(timed(lambda: f(*args))[0] for _ in range(repeat)) for k, f in ops.items()}
+    return res
 
 def main():
     a = parse_args()
-    if a.primitives: return print(primitive_growth(a.scales, a.fraction))
+    if a.primitives: return print_table(primitive_growth(a.scales, a.fraction), a.scales, 'numpy primitive', 'ms', 30, 3)
     from iwildcam_nb.sequences import SEQ_BLOCK
     print(f'{load()} before generating; text columns stored by {pd.options.mode.string_storage!r} '
           f'(pyarrow installed: {_has_arrow()}); SEQ_BLOCK {SEQ_BLOCK:,}', flush=True)

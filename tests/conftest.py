@@ -1,5 +1,5 @@
 """Shared pytest fixtures: the small real photo set in tests/data/real, the big files in ../shared, and a clean offline environment."""
-import os
+import os, signal
 from pathlib import Path
 import pytest
 
@@ -9,6 +9,12 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT/'tests'/'data'/'real' # real camera-trap photos shipped with the repo (see tests/data/real/README.md)
 SHARED_DATA = Path(os.environ.get('IWILDCAM_SHARED_DATA', ROOT.parent/'shared'/'data'))
+
+def ctrl_c_as_on_a_terminal():
+    "`preexec_fn` of a child process: SIGINT to its default, which Python turns into KeyboardInterrupt."
+    # A test runner started in the background of a script ignores SIGINT, and an ignored signal stays ignored across
+    # exec: without this a child that a test interrupts would run to its end.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 def shared_dir(name):
     "Folder `name` under ../shared/data (big files, benchmarks), or skip the test cleanly when it is absent."

@@ -3,21 +3,16 @@ import importlib.util, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest
+from conftest import ctrl_c_as_on_a_terminal
 
 SAMPLE_MD = 'metadata/iwildcam2021_megadetector_results.json'
 SAMPLE_TEST = 'metadata/iwildcam2021_test_information.json'
-
-def _ctrl_c_as_on_a_terminal():
-    "In the child, before exec: SIGINT to its default, which Python turns into KeyboardInterrupt."
-    # A test runner started in the background of a script ignores SIGINT, and an ignored signal stays ignored across
-    # exec: without this the interrupted `predict` of the tests would run to its end.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 def cli(*args, env:dict|None=None):
     "The command line as a subprocess (`python -m iwildcam_nb.cli`), not yet waited for."
     return subprocess.Popen([sys.executable, '-m', 'iwildcam_nb.cli', *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})},
-                            preexec_fn=_ctrl_c_as_on_a_terminal)
+                            preexec_fn=ctrl_c_as_on_a_terminal)
 
 def finish(p, timeout=600):
     out, err = p.communicate(timeout=timeout)

@@ -33,12 +33,14 @@ def test_wheel_install_is_complete(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     whl, = (tmp_path/'dist').glob('iwildcam_nb-*.whl')
-    names = set(zipfile.ZipFile(whl).namelist())
+    with zipfile.ZipFile(whl) as z:
+        names = set(z.namelist())
+        info = next(n.split('/')[0] for n in names if n.endswith('.dist-info/METADATA'))
+        entry_points = z.read(f'{info}/entry_points.txt').decode()
     package = {p.relative_to(src).as_posix() for p in (src/'iwildcam_nb').rglob('*') if p.is_file()}
     assert package <= names, sorted(package - names)
-    info = next(n.split('/')[0] for n in names if n.endswith('.dist-info/METADATA'))
     assert f'{info}/licenses/LICENSE' in names or f'{info}/LICENSE' in names, sorted(n for n in names if 'dist-info' in n)
-    assert 'iwildcam-nb = iwildcam_nb.cli:main' in zipfile.ZipFile(whl).read(f'{info}/entry_points.txt').decode()
+    assert 'iwildcam-nb = iwildcam_nb.cli:main' in entry_points
     r = subprocess.run([*pip, 'install', '--no-deps', '--no-index', '--target', str(tmp_path/'site'), str(whl)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     code = ("import iwildcam_nb, iwildcam_nb.camtrapdp as c; print(iwildcam_nb.__file__); "

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ctrl_c_as_on_a_terminal
 from PIL import Image, ImageFile
 from iwildcam_nb.core import InputError
 from iwildcam_nb.megadetector import load_megadetector
@@ -158,8 +159,7 @@ def test_parallel_same_as_serial(tmp_path):
     for p in (tmp_path/'a').rglob('*.jpg'): assert p.read_bytes() == (tmp_path/'b'/p.relative_to(tmp_path/'a')).read_bytes()
 
 PMAP_SCRIPT = """
-import signal, time
-signal.signal(signal.SIGINT, signal.default_int_handler) # as on a terminal, even when the test runner was started with SIGINT ignored
+import time
 from iwildcam_nb.photos import pmap
 print('started', flush=True)
 try:
@@ -170,7 +170,7 @@ except KeyboardInterrupt: print('interrupted', flush=True)
 def _pmap_stopped(send)->tuple[str, str]:
     "Run `pmap` in a child process of its own session, `send(child)` once it has started; its stdout and stderr."
     p = subprocess.Popen([sys.executable, '-c', PMAP_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=ctrl_c_as_on_a_terminal)
     assert p.stdout.readline() == 'started\n'
     time.sleep(1.0) # the workers are busy with their first tasks
     send(p)
